@@ -1,0 +1,197 @@
+"""Lightning callbacks shared by the CLI and the desktop app.
+
+- DivergenceGuard: stops a run whose gradient turns NaN/inf, before the bad step lands.
+- StopOnRequest: ends a run after the current batch when asked (Ctrl-C, the app's Stop).
+- EpochSummary: times each epoch, logs train/epoch_time, train/samples_per_sec and
+  train/lr, and hands one plain dict per epoch (and, optionally, per step) to listeners.
+- RunFiles: writes a run folder's files: epochs.csv, confusion matrices, weight images,
+  and a last.ckpt when a run is stopped or diverges.
+
+Listeners receive plain Python numbers and numpy arrays only, so the desktop app can
+turn them into Qt signals without lit_opt knowing about Qt.
+"""
+
+from __future__ import annotations
+
+import csv
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from lit_opt.errors import DivergenceError, RunStopped
+
+Listener = Callable[[dict[str, Any]], None]
+
+
+def _scalar(value) -> Optional[float]:
+    if value is None:
+        return None
+    return float(value.item() if isinstance(value, torch.Tensor) else value)
+
+
+class DivergenceGuard(Callback):
+    """Raise DivergenceError when the gradient norm is not finite, before the optimizer steps.
+
+    A NaN/inf loss gives a NaN/inf gradient, so this one check covers both; the weights
+    at that moment are still the last finite ones, and RunFiles saves them as last.ckpt.
+    """
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.nn.utils.get_total_norm(grads)
+        if not torch.isfinite(norm):
+            raise DivergenceError(
+                f"Training diverged at epoch {trainer.current_epoch}, step {trainer.global_step}: the loss or "
+                f"its gradient became {float(norm)}. The learning rate ({_current_lr(optimizer):g}) is "
+                f"probably too large for this net and optimizer; try a smaller one.")
+
+
+def _current_lr(optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+class StopOnRequest(Callback):
+    """End the run after the current training batch when `request_stop()` is called.
+
+    The first Ctrl-C in a terminal requests the stop (a second one aborts at once). The
+    run ends by raising RunStopped from `on_train_batch_end`: no further validation pass,
+    and RunFiles keeps a last.ckpt that resumes with the next batch.
+    """
+
+    def __init__(self) -> None:
+        self._requested = threading.Event()
+        self._previous_handler = None
+
+    def request_stop(self) -> None:
+        """Thread-safe: the desktop app calls this from its GUI thread."""
+        self._requested.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._requested.is_set()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._requested.clear()
+        # Signal handlers can only be installed on the main thread (the app trains elsewhere).
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        print("\nStopping after this batch and saving last.ckpt (Ctrl-C again to abort at once) ...",
+              flush=True)
+        self.request_stop()
+        signal.signal(signal.SIGINT, self._previous_handler or signal.default_int_handler)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._requested.is_set():
+            raise RunStopped(f"Stopped at epoch {trainer.current_epoch}, step {trainer.global_step}.")
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+
+class EpochSummary(Callback):
+    """Time each epoch's training (validation excluded) and report one row per epoch.
+
+    Row keys: epoch, step, train/loss, train/acc, val/loss, val/acc, train/epoch_time,
+    train/samples_per_sec, train/lr (absent values are None). `step_listener`, if given,
+    gets {"epoch", "step", "batch", "train/loss"} after every training batch.
+    """
+
+    def __init__(self, listener: Optional[Listener] = None, step_listener: Optional[Listener] = None):
+        self.listener, self.step_listener = listener, step_listener
+        self._t0 = 0.0
+        self._train_seconds: Optional[float] = None
+        self._samples = 0
+        self.rows: list[dict[str, Any]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t0, self._train_seconds, self._samples = time.perf_counter(), None, 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._samples += len(batch[1])
+        if self.step_listener is not None:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.step_listener({"epoch": trainer.current_epoch, "step": trainer.global_step,
+                                "batch": batch_idx, "train/loss": _scalar(loss)})
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking and trainer.training and self._train_seconds is None:
+            self._train_seconds = time.perf_counter() - self._t0
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        seconds = self._train_seconds if self._train_seconds is not None else time.perf_counter() - self._t0
+        lr = _current_lr(trainer.optimizers[0]) if trainer.optimizers else None
+        speed = self._samples / max(seconds, 1e-9)
+        pl_module.log("train/epoch_time", seconds, on_step=False, on_epoch=True)
+        pl_module.log("train/samples_per_sec", speed, on_step=False, on_epoch=True)
+        if lr is not None:
+            pl_module.log("train/lr", lr, on_step=False, on_epoch=True)
+        m = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
+               "train/loss": _scalar(m.get("train/loss_epoch", m.get("train/loss"))),
+               "train/acc": _scalar(m.get("train/acc")), "val/loss": _scalar(m.get("val/loss")),
+               "val/acc": _scalar(m.get("val/acc")), "train/epoch_time": seconds,
+               "train/samples_per_sec": speed, "train/lr": lr}
+        self.rows.append(row)
+        if self.listener is not None:
+            self.listener(row)
+
+
+class RunFiles(Callback):
+    """Write a run folder's files (layout in docs/reference.md)."""
+
+    def __init__(self, run_dir: Path, summary: EpochSummary):
+        self.run_dir, self.summary = Path(run_dir), summary
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not self.summary.rows:
+            return
+        # EpochSummary runs before this callback (it is earlier in the list), so its row is ready.
+        row = self.summary.rows[-1]
+        path = self.run_dir / "epochs.csv"
+        new = not path.exists()
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self._write_pictures(pl_module, "val")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            self._write_pictures(pl_module, "test")
+
+    def _write_pictures(self, pl_module, split: str) -> None:
+        from lit_opt import artifacts
+
+        cm = getattr(pl_module, f"{split}_confusion_matrix", None)
+        if cm is not None:
+            artifacts.write_confusion(cm, pl_module.class_names, self.run_dir / f"confusion_{split}")
+        if split == "val":
+            artifacts.write_first_layer(pl_module.net, pl_module.hparams.data_info["input_shape"],
+                                        self.run_dir / "weights.png")
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not trainer.is_global_zero:
+            return
+        if isinstance(exception, (RunStopped, DivergenceError)):
+            exception.run_dir = self.run_dir  # so the message can say where last.ckpt is
+            finite = all(torch.isfinite(p).all() for p in pl_module.parameters())
+            if finite:  # never replace a good last.ckpt with NaN weights
+                trainer.save_checkpoint(self.run_dir / "last.ckpt")
+            if pl_module.val_confusion_matrix is not None:
+                self._write_pictures(pl_module, "val")

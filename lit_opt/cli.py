@@ -1,0 +1,119 @@
+"""`python -m lit_opt SUBCOMMAND ...`: train, evaluate and study optimizers headless.
+
+    python -m lit_opt fit                                    # MNIST, deep MLP, SGD, 5 epochs
+    python -m lit_opt fit --config configs/seed003_best_mlp.yaml
+    python -m lit_opt fit --model.optimizer adam --model.lr 1e-3 --data.name fashion_mnist
+    python -m lit_opt fit --ckpt_path checkpoints/RUN/last.ckpt   # resume RUN in its folder
+    python -m lit_opt test --config checkpoints/RUN/config.yaml --ckpt_path checkpoints/RUN/best.ckpt
+    python -m lit_opt fit --print_config                     # every key with its default
+
+The Trainer subcommands (fit, validate, test, predict) go to LightningCLI; the project's
+other subcommands have their own small parsers, imported only when used so that
+`--help` stays fast. LightningCLI's own --optimizer/--lr_scheduler are switched off:
+an optimizer is chosen one way, by registry name (`--model.optimizer`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+TRAINER_COMMANDS = {
+    "fit": "train a model; each fresh run gets its own folder under checkpoints/",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the official test set",
+    "predict": "class probabilities for the test set",
+}
+# name -> ("module:function", description); the function takes argv and returns an exit code.
+OTHER_COMMANDS: dict[str, tuple[str, str]] = {
+    "toy": ("lit_opt.toy:main", "optimizers on 1-D/2-D toy functions and the seminar's worked examples"),
+}
+
+USAGE = """usage: python -m lit_opt SUBCOMMAND [options]
+
+subcommands:
+{commands}
+
+`python -m lit_opt SUBCOMMAND --help` lists a subcommand's options.
+"""
+
+
+def _usage() -> str:
+    rows = {**TRAINER_COMMANDS, **{k: v[1] for k, v in OTHER_COMMANDS.items()}}
+    return USAGE.format(commands="\n".join(f"  {name:<10} {text}" for name, text in rows.items()))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in OTHER_COMMANDS:
+        module, function = OTHER_COMMANDS[command][0].split(":")
+        return int(getattr(importlib.import_module(module), function)(rest) or 0)
+    if command not in TRAINER_COMMANDS:
+        choices = ", ".join([*TRAINER_COMMANDS, *OTHER_COMMANDS])
+        print(f"error: unknown subcommand {command!r}; choose one of: {choices}", file=sys.stderr)
+        return 2
+    return run_trainer_command(command, rest)
+
+
+def _with_run_config(command: str, args: list[str]) -> list[str]:
+    """`fit --ckpt_path RUN/last.ckpt` with no --config resumes with RUN's own config.yaml."""
+    if command != "fit" or any(a in ("--config", "-c") or a.startswith("--config=") for a in args):
+        return args
+    ckpt = None
+    for i, a in enumerate(args):
+        if a == "--ckpt_path" and i + 1 < len(args):
+            ckpt = args[i + 1]
+        elif a.startswith("--ckpt_path="):
+            ckpt = a.split("=", 1)[1]
+    if ckpt:
+        from lit_opt.runs import run_dir_of_checkpoint
+
+        run_dir = run_dir_of_checkpoint(ckpt)
+        if run_dir is not None:
+            return ["--config", str(run_dir / "config.yaml"), *args]
+    return args
+
+
+def run_trainer_command(command: str, args: list[str]) -> int:
+    from lit_opt.errors import DivergenceError, LitOptError, RunStopped
+
+    # Lightning's advice for multi-worker DataLoaders and non-empty log folders does not
+    # apply: data is in memory, and a resumed run appends to its own folder on purpose.
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    try:
+        from lit_opt.lightning_cli import LitOptCLI
+
+        cli = LitOptCLI(args=[command, *_with_run_config(command, args)])
+    except RunStopped as exc:
+        print(f"\n{exc} {_resume_hint(exc)}", file=sys.stderr)
+        return 130
+    except DivergenceError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 1
+    except LitOptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = getattr(cli, "summary", None)
+    if summary:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _resume_hint(exc) -> str:
+    run_dir = getattr(exc, "run_dir", None)
+    if run_dir is None:
+        return ""
+    return f"Resume with:\n  python -m lit_opt fit --ckpt_path {Path(run_dir) / 'last.ckpt'}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""One LightningDataModule for every dataset: whole splits in memory, batches by index.
+
+    dm = ClassificationDataModule("mnist", batch_size=100)   # or fashion_mnist, cifar10,
+    dm.prepare_data(); dm.setup("fit")                       # cifar100, image_folder
+    x, y = next(iter(dm.train_dataloader()))                 # uint8 (100,1,28,28), int64 (100,)
+
+Why not torchvision's DataLoader pipeline: these datasets fit in memory (MNIST is 47 MB),
+and per-sample PIL transforms plus worker processes cost more than the small nets
+being studied. Batches here are slices of a seeded permutation; normalization runs on
+the whole batch after it reaches the device (`on_after_batch_transfer`), and CIFAR's
+random crop and flip run on the whole uint8 batch.
+
+The training batcher is stateful: a checkpoint taken mid-epoch records the epoch and
+how many batches were served, so a resumed run continues with exactly the batches it
+had not yet seen, augmented exactly as they would have been.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from lit_opt.datasets import (
+    ensure_available,
+    get_spec,
+    image_folder_classes,
+    load_split,
+    resolve_data_dir,
+)
+from lit_opt.errors import ConfigError
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def _mix(*numbers: int) -> int:
+    """A 63-bit seed from several integers (seed, epoch, batch): distinct inputs, distinct seeds."""
+    h = 0
+    for n in numbers:
+        h = (h * 1_000_003 + int(n) + 1) % (2**63 - 1)
+    return h
+
+
+def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop after zero-padding by `pad`, and random horizontal flip, for a whole batch.
+
+    images: (N, C, H, W) of any dtype; returns the same shape and dtype.
+    """
+    n, c, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]  # (N, 1, 1, W)
+    out = padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    flip = (torch.rand(n, generator=generator) < 0.5)[:, None, None, None]
+    return torch.where(flip, out.flip(-1), out)
+
+
+def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float (x/255 - mean) / std, per channel."""
+    mean = torch.as_tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
+    return (images.float() / 255.0 - mean) / std
+
+
+class Batches:
+    """Batches over in-memory tensors in their stored order (validation, test, predict)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int):
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for start in range(0, len(self.labels), self.batch_size):
+            yield self.images[start:start + self.batch_size], self.labels[start:start + self.batch_size]
+
+
+class ShuffledBatches:
+    """Training batches: a fresh seeded permutation each epoch, optional augmentation.
+
+    `epoch_fn` says which epoch is running (the Trainer's); without it the batcher counts
+    its own passes. All work happens lazily inside the generator, so an `iter()` that is
+    never advanced (Lightning probes loaders that way) changes nothing.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
+                 augment: bool = False, epoch_fn: Optional[Callable[[], int]] = None):
+        self.images, self.labels, self.batch_size = images, labels, batch_size
+        self.seed, self.augment, self.epoch_fn = seed, augment, epoch_fn
+        self.epoch = -1  # the epoch whose permutation is being served
+        self.pos = 0  # batches of it served so far
+        self._resuming = False
+
+    def __len__(self) -> int:
+        return -(-len(self.labels) // self.batch_size)
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(_mix(self.seed, epoch)))
+
+    def __iter__(self) -> Iterator[Batch]:
+        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch + 1
+        if not (self._resuming and epoch == self.epoch and self.pos < len(self)):
+            self.pos = 0
+        self.epoch, self._resuming = epoch, False
+        perm = self.permutation(epoch)
+        while self.pos < len(self):
+            idx = perm[self.pos * self.batch_size:(self.pos + 1) * self.batch_size]
+            images = self.images[idx]
+            if self.augment:
+                images = random_crop_flip(images, 4, torch.Generator().manual_seed(_mix(self.seed, epoch, self.pos)))
+            self.pos += 1
+            yield images, self.labels[idx]
+
+    # Lightning saves these in the checkpoint (the loader is `_Stateful`) and restores them.
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "epoch": self.epoch, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed, self.epoch, self.pos = state["seed"], state["epoch"], state["pos"]
+        self._resuming = True
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """MNIST, Fashion-MNIST, CIFAR-10/100 or an image folder, held in memory as uint8 tensors.
+
+    Args:
+        name: mnist, fashion_mnist, cifar10, cifar100 (fine labels) or image_folder.
+        data_dir: where the files are (an image_folder may be a .tar.gz or .zip); default
+            $LIT_OPT_DATA, else ~/.cache/lit_opt/data.
+        batch_size: training batch size.
+        eval_batch_size: batch size for validation and test (no gradients: larger is faster).
+        val_size: images carved off the training set for validation (seeded by split_seed);
+            the official test set is used only by `test`.
+        train_size: use only this many training images (after the validation split); None: all.
+        test_size: use only the first this many test images; None: all.
+        augment: random crop (pad 4) + horizontal flip; None: the dataset's default (on for CIFAR).
+        split_seed: seed of the train/validation split, fixed so runs share one validation set.
+        shuffle_seed: seed of the batch order; None: taken from the global seed (seed_everything).
+        download: download missing files through torchvision.
+        mean: per-channel normalization mean (of pixel/255); None: the dataset's own.
+        std: per-channel normalization std; None: the dataset's own.
+    """
+
+    def __init__(self, name: str = "mnist", data_dir: Optional[str] = None, batch_size: int = 100,
+                 eval_batch_size: int = 1000, val_size: int = 5000, train_size: Optional[int] = None,
+                 test_size: Optional[int] = None, augment: Optional[bool] = None, split_seed: int = 0,
+                 shuffle_seed: Optional[int] = None, download: bool = True,
+                 mean: Optional[list[float]] = None, std: Optional[list[float]] = None):
+        super().__init__()
+        self.spec = get_spec(name)
+        for field, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
+                                  ("val_size", val_size, 1), ("train_size", train_size, 1),
+                                  ("test_size", test_size, 1)):
+            if value is not None and value < low:
+                raise ConfigError(f"data.{field} must be an integer >= {low}, got {value}")
+        for field, value in (("mean", mean), ("std", std)):
+            if value is not None and self.spec.input_shape and len(value) != self.spec.input_shape[0]:
+                raise ConfigError(f"data.{field} needs one value per channel "
+                                  f"({self.spec.input_shape[0]}), got {value}")
+        if std is not None and any(s <= 0 for s in std):
+            raise ConfigError(f"data.std values must be > 0, got {std}")
+        self.save_hyperparameters()
+        self.name = self.spec.name
+        self.data_dir = resolve_data_dir(data_dir)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_size, self.train_size, self.test_size = val_size, train_size, test_size
+        self.augment = self.spec.augment if augment is None else augment
+        self.split_seed, self.shuffle_seed, self.download = split_seed, shuffle_seed, download
+        self._mean, self._std = mean, std
+        self._info: Optional[dict] = None
+        self.train_set: Optional[Batch] = None
+        self.val_set: Optional[Batch] = None
+        self.test_set: Optional[Batch] = None
+
+    @property
+    def info(self) -> dict:
+        """Plain data a model (and its checkpoint) needs to be fed without this module."""
+        if self._info is None:
+            spec = self.spec
+            if spec.torchvision_class is None:  # image folder: read what the files say
+                classes = image_folder_classes(self.data_dir)
+                images, _, _ = load_split(spec, self.data_dir, train=True)
+                shape = tuple(images.shape[1:])
+                x = images.float() / 255
+                mean = self._mean or x.mean(dim=(0, 2, 3)).tolist()
+                std = self._std or x.std(dim=(0, 2, 3)).tolist()
+            else:
+                classes, shape = list(spec.class_names), spec.input_shape
+                mean, std = self._mean or list(spec.mean), self._std or list(spec.std)
+            self._info = {"dataset": self.name, "input_shape": [int(s) for s in shape],
+                          "num_classes": len(classes), "class_names": list(classes),
+                          "mean": [round(float(m), 6) for m in mean], "std": [round(float(s), 6) for s in std]}
+        return self._info
+
+    @property
+    def num_classes(self) -> int:
+        return self.info["num_classes"]
+
+    def prepare_data(self) -> None:
+        ensure_available(self.spec, self.data_dir, self.download)
+
+    def setup(self, stage: str = "fit") -> None:
+        if stage in ("fit", "validate") and self.train_set is None:
+            images, labels, _ = load_split(self.spec, self.data_dir, train=True)
+            if self.val_size >= len(labels):
+                raise ConfigError(f"data.val_size ({self.val_size}) must be smaller than the "
+                                  f"{len(labels)} training images of {self.name}")
+            perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
+            val_idx, train_idx = perm[:self.val_size].sort().values, perm[self.val_size:]
+            if self.train_size is not None:
+                train_idx = train_idx[:self.train_size]
+            train_idx = train_idx.sort().values
+            self.val_set = (images[val_idx], labels[val_idx])
+            self.train_set = (images[train_idx], labels[train_idx])
+        if stage in ("test", "predict") and self.test_set is None:
+            images, labels, _ = load_split(self.spec, self.data_dir, train=False)
+            n = len(labels) if self.test_size is None else min(self.test_size, len(labels))
+            self.test_set = (images[:n], labels[:n])
+
+    @property
+    def num_train_samples(self) -> int:
+        assert self.train_set is not None, "call setup('fit') first"
+        return len(self.train_set[1])
+
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def train_dataloader(self) -> ShuffledBatches:
+        assert self.train_set is not None, "call setup('fit') first"
+        seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed() % 2**31
+        epoch_fn = self._current_epoch if self.trainer is not None else None
+        return ShuffledBatches(*self.train_set, self.batch_size, seed, self.augment, epoch_fn)
+
+    def val_dataloader(self) -> Batches:
+        assert self.val_set is not None, "call setup('fit') first"
+        return Batches(*self.val_set, self.eval_batch_size)
+
+    def test_dataloader(self) -> Batches:
+        assert self.test_set is not None, "call setup('test') first"
+        return Batches(*self.test_set, self.eval_batch_size)
+
+    def predict_dataloader(self) -> Batches:
+        return self.test_dataloader()
+
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        images, labels = batch
+        return normalize(images, self.info["mean"], self.info["std"]), labels

@@ -1,0 +1,269 @@
+"""Dataset specs and loading whole splits from disk into uint8 tensors.
+
+Every dataset lit_opt knows is a `DatasetSpec`: its name, image shape, class names,
+normalization statistics and how to read it. `load_split(spec, root, train)` returns
+`(images, labels)`: images uint8 (N, C, H, W), labels int64 (N,). The files are read
+with torchvision's own dataset classes (`image_folder` trees are decoded with
+torchvision.io), downloaded through torchvision when missing, and when that fails
+the user gets one paragraph saying which files were expected where.
+
+Derived files (decoded image folders, unpacked archives) go to the per-user cache
+folder, never into the data folder, which may be read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lit_opt.errors import ConfigError, DataNotFoundError
+
+MNIST_DIGITS = [str(i) for i in range(10)]
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck"]
+# The fine label names, in label order, as in the dataset's `meta` file. Written out here
+# so that a model can be configured (and its checkpoint described) before any file loads.
+CIFAR100_CLASSES = (
+    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
+    "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch "
+    "crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo "
+    "keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse "
+    "mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy "
+    "porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper "
+    "snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television "
+    "tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm"
+).split()
+
+_MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    input_shape: tuple[int, int, int] | None  # (C, H, W); None: read from the files
+    class_names: tuple[str, ...] | None  # None: read from the files
+    mean: tuple[float, ...] | None  # per channel, of pixel/255 over the training set
+    std: tuple[float, ...] | None
+    augment: bool  # random crop (pad 4) + horizontal flip by default
+    torchvision_class: str | None  # name in torchvision.datasets; None for image_folder
+    expected_files: tuple[str, ...]  # relative to the data folder
+    description: str
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        "mnist", (1, 28, 28), tuple(MNIST_DIGITS), (0.1307,), (0.3081,), False, "MNIST",
+        tuple(f"MNIST/raw/{f}" for f in _MNIST_FILES), "handwritten digits, 60k train / 10k test"),
+    "fashion_mnist": DatasetSpec(
+        "fashion_mnist", (1, 28, 28), tuple(FASHION_CLASSES), (0.2860,), (0.3530,), False,
+        "FashionMNIST", tuple(f"FashionMNIST/raw/{f}" for f in _MNIST_FILES),
+        "Zalando clothing pictures, 60k train / 10k test"),
+    "cifar10": DatasetSpec(
+        "cifar10", (3, 32, 32), tuple(CIFAR10_CLASSES), (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616), True, "CIFAR10",
+        tuple(f"cifar-10-batches-py/{f}" for f in
+              [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]),
+        "32x32 colour photos in 10 classes, 50k train / 10k test"),
+    "cifar100": DatasetSpec(
+        "cifar100", (3, 32, 32), tuple(CIFAR100_CLASSES), (0.5071, 0.4865, 0.4409),
+        (0.2673, 0.2564, 0.2762), True, "CIFAR100",
+        ("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
+        "32x32 colour photos in 100 classes (fine labels), 50k train / 10k test"),
+    "image_folder": DatasetSpec(
+        "image_folder", None, None, None, None, False, None,
+        ("train/<class name>/<image>", "test/<class name>/<image>"),
+        "your own pictures: a folder (or .tar.gz/.zip) holding train/ and test/ class folders"),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    key = name.lower().replace("-", "_")
+    if key not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+def cache_dir() -> Path:
+    """Per-user folder for downloads and derived files: $LIT_OPT_CACHE, else XDG's cache."""
+    if os.environ.get("LIT_OPT_CACHE"):
+        return Path(os.environ["LIT_OPT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lit_opt"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """The data folder: the argument, else $LIT_OPT_DATA, else <cache>/data."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get("LIT_OPT_DATA"):
+        return Path(os.environ["LIT_OPT_DATA"]).expanduser()
+    return cache_dir() / "data"
+
+
+def _missing_files(spec: DatasetSpec, root: Path) -> list[str]:
+    return [f for f in spec.expected_files if not (root / f).exists()]
+
+
+def _not_found(spec: DatasetSpec, root: Path, reason: str) -> DataNotFoundError:
+    files = "\n".join(f"  {root / f}" for f in spec.expected_files)
+    if spec.torchvision_class:
+        how = (f"Connect to the internet and run again (torchvision downloads it), or copy the "
+               f"files there yourself, or point --data.data_dir (or LIT_OPT_DATA) at a folder "
+               f"that holds them.")
+    else:
+        how = ("Point --data.data_dir at a folder (or a .tar.gz/.zip archive) that holds train/ "
+               "and test/ folders with one sub-folder of images per class.")
+    return DataNotFoundError(
+        f"The {spec.name} dataset is not in {root} and could not be downloaded ({reason}). "
+        f"lit_opt expected these files:\n{files}\n{how}")
+
+
+def ensure_available(spec: DatasetSpec, root: Path, download: bool = True) -> None:
+    """Make sure the dataset's files are in `root`, downloading through torchvision if allowed."""
+    if spec.torchvision_class is None:
+        image_folder_root(root)  # raises with a clear message when the tree is not there
+        return
+    missing = _missing_files(spec, root)
+    if not missing:
+        return
+    if not download:
+        raise _not_found(spec, root, f"{len(missing)} file(s) missing and download is off")
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, spec.torchvision_class)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except Exception as exc:  # torchvision raises URLError, RuntimeError, OSError, ... offline
+        raise _not_found(spec, root, f"download failed: {exc}") from None
+    missing = _missing_files(spec, root)
+    if missing:
+        raise _not_found(spec, root, f"after downloading, still missing {missing[0]}")
+
+
+def load_split(spec: DatasetSpec, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Read one split whole: (images uint8 (N,C,H,W), labels int64 (N,), class names)."""
+    if spec.torchvision_class is None:
+        return _load_image_folder(root, "train" if train else "test")
+    missing = _missing_files(spec, root)
+    if missing:
+        raise _not_found(spec, root, f"{len(missing)} file(s) missing")
+    import torchvision.datasets as tvd
+
+    ds = getattr(tvd, spec.torchvision_class)(str(root), train=train, download=False)
+    images = torch.as_tensor(ds.data)
+    if images.ndim == 3:  # MNIST-like: (N, H, W)
+        images = images.unsqueeze(1)
+    else:  # CIFAR: (N, H, W, C) numpy
+        images = images.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(ds.targets, dtype=torch.int64)
+    return images.contiguous(), labels, list(ds.classes)
+
+
+# --- image folders -------------------------------------------------------------------------
+
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
+def image_folder_root(path: Path) -> Path:
+    """The folder holding train/ and test/: `path` itself, its only sub-folder, or an archive's."""
+    if path.is_file() and path.name.endswith(_ARCHIVE_SUFFIXES):
+        path = _unpacked(path)
+    if not path.is_dir():
+        raise _not_found(DATASETS["image_folder"], path, "no such folder")
+    for candidate in (path, *sorted(p for p in path.iterdir() if p.is_dir())):
+        if (candidate / "train").is_dir() and (candidate / "test").is_dir():
+            return candidate
+    raise _not_found(DATASETS["image_folder"], path, "no train/ and test/ folders in it")
+
+
+def _unpacked(archive: Path) -> Path:
+    """Unpack an archive once into the cache, keyed by its path, size and modification time."""
+    st = archive.stat()
+    key = hashlib.sha1(f"{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = cache_dir() / "unpacked" / key
+    if (target / ".complete").exists():
+        return target
+    tmp = target.with_name(key + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(tmp)
+    else:
+        with tarfile.open(archive) as tf:
+            tf.extractall(tmp, filter="data")
+    (tmp / ".complete").touch()
+    if target.exists():  # another process finished first
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+    return target
+
+
+def image_folder_classes(root: Path) -> list[str]:
+    root = image_folder_root(root)
+    return sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+
+
+def _image_files(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
+    files = []
+    for label, name in enumerate(classes):
+        folder = split_dir / name
+        if not folder.is_dir():
+            continue
+        files += [(p, label) for p in sorted(folder.iterdir()) if p.is_file()
+                  and p.suffix.lower() in (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")]
+    return files
+
+
+def _load_image_folder(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    root = image_folder_root(root)
+    classes = image_folder_classes(root)
+    files = _image_files(root / split, classes)
+    if not files:
+        raise _not_found(DATASETS["image_folder"], root, f"no images under {root / split}")
+    # Key the decoded tensors on every file's path, size and mtime so a changed folder is noticed.
+    h = hashlib.sha1(str(root.resolve()).encode())
+    for path, label in files:
+        st = path.stat()
+        h.update(f"{path.relative_to(root)}|{label}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    cached = cache_dir() / "image_folder" / f"{split}-{h.hexdigest()[:20]}.pt"
+    if cached.exists():
+        blob = torch.load(cached, weights_only=True)
+        return blob["images"], blob["labels"], blob["classes"]
+    images, labels = _decode_all(files)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"images": images, "labels": labels, "classes": classes}, tmp)
+    os.replace(tmp, cached)  # atomic: a half-written cache file is never read
+    return images, labels, classes
+
+
+def _decode_all(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    from torchvision.io import ImageReadMode, decode_image, read_file
+
+    first = decode_image(read_file(str(files[0][0])))
+    mode = ImageReadMode.RGB if first.shape[0] >= 3 else ImageReadMode.GRAY
+    shape = (3 if mode == ImageReadMode.RGB else 1, *first.shape[1:])
+    images = torch.empty((len(files), *shape), dtype=torch.uint8)
+    for i, (path, _) in enumerate(files):
+        img = decode_image(read_file(str(path)), mode=mode)
+        if img.shape != images.shape[1:]:
+            raise ConfigError(f"{path} is {tuple(img.shape[1:])} pixels but the first image is "
+                              f"{tuple(shape[1:])}; every image in an image folder must be one size")
+        images[i] = img
+    labels = torch.tensor([label for _, label in files], dtype=torch.int64)
+    return images, labels
+

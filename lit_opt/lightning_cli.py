@@ -1,0 +1,110 @@
+"""LitOptCLI: LightningCLI for fit/validate/test/predict, with lit_opt's run folders.
+
+- The data module's shape, class names and statistics are linked into the model
+  (`model.data_info`), so they are never typed twice and land in every checkpoint.
+- `fit` creates `<run.root>/<run.name>/` (docs/reference.md has the layout), logs there,
+  checkpoints there, and afterwards tests best.ckpt (`--run.test false` skips that).
+- LightningCLI's --optimizer/--lr_scheduler are off: optimizers are chosen by registry name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Optional
+
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+
+from lit_opt.data import ClassificationDataModule
+from lit_opt.module import ClassifierModule
+from lit_opt.runs import (
+    DEFAULT_ROOT,
+    AtomicCheckpointIO,
+    default_run_name,
+    new_run_dir,
+    run_callbacks,
+    run_dir_of_checkpoint,
+    run_logger,
+)
+
+TRAINER_DEFAULTS = {
+    "max_epochs": 5,
+    "accelerator": "auto",
+    "devices": 1,  # several devices only when asked: Lightning's DDP relaunches the program
+    "log_every_n_steps": 50,
+}
+
+
+class LitOptCLI(LightningCLI):
+    def __init__(self, args=None, run: bool = True):
+        self.run_dir: Optional[Path] = None
+        self.summary: Optional[dict] = None
+        super().__init__(
+            ClassifierModule, ClassificationDataModule, args=args, run=run,
+            auto_configure_optimizers=False, seed_everything_default=0,
+            trainer_defaults=TRAINER_DEFAULTS, save_config_callback=SaveConfigCallback,
+            parser_kwargs={"default_env": False})
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--run.name", type=Optional[str], default=None,
+                            help="run folder name (default: <dataset>-<net>-<optimizer>-<date>-<time>)")
+        parser.add_argument("--run.root", type=str, default=DEFAULT_ROOT,
+                            help="folder that holds the run folders")
+        parser.add_argument("--run.test", type=bool, default=True,
+                            help="after fit, evaluate best.ckpt on the test set")
+        parser.link_arguments("data.info", "model.data_info", apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs):
+        cfg = self.config[self.subcommand]
+        trainer_cfg = self._get(self.config_init, "trainer", default={}) or {}
+        if self.subcommand == "fit":
+            self.run_dir = self._fit_run_dir(cfg)
+            kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []), *run_callbacks(self.run_dir)]
+            if trainer_cfg.get("logger") in (None, True):
+                kwargs["logger"] = run_logger(self.run_dir)
+            kwargs["default_root_dir"] = str(self.run_dir)
+        else:
+            ckpt = cfg.get("ckpt_path")
+            run_dir = run_dir_of_checkpoint(ckpt) if ckpt else None
+            kwargs["default_root_dir"] = str(run_dir or Path(cfg.run.root))
+            if trainer_cfg.get("logger") in (None, True):
+                kwargs["logger"] = False
+            self.save_config_callback = None  # evaluation writes no config into a run folder
+        if not trainer_cfg.get("plugins"):
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
+
+    def _fit_run_dir(self, cfg) -> Path:
+        ckpt = cfg.get("ckpt_path")
+        if ckpt:
+            if not Path(ckpt).is_file():
+                from lit_opt.errors import CheckpointError
+
+                raise CheckpointError(f"--ckpt_path {ckpt}: no such file")
+            run_dir = run_dir_of_checkpoint(ckpt)
+            if run_dir is not None:  # resume in the run's own folder, keeping its first config
+                stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+                self.save_config_kwargs["config_filename"] = f"config.resumed-{stamp}.yaml"
+                return run_dir
+        default = default_run_name(cfg.data.name, cfg.model.net, cfg.model.optimizer)
+        return new_run_dir(cfg.run.root, cfg.run.name, default)
+
+    def after_fit(self) -> None:
+        trainer, cfg = self.trainer, self.config["fit"]
+        best = trainer.checkpoint_callback
+        summary = {"run_dir": str(self.run_dir), "epochs": trainer.current_epoch,
+                   "global_step": trainer.global_step,
+                   "best_val_acc": _num(best.best_model_score) if best else None}
+        if cfg.run.test and best is not None and best.best_model_path:
+            results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best.best_model_path)
+            summary.update({k: _num(v) for k, v in results[0].items() if "/acc_class/" not in k})
+        if trainer.is_global_zero:
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        self.summary = summary
+
+
+def _num(value) -> Optional[float]:
+    if value is None:
+        return None
+    return round(float(value), 6)

@@ -1,0 +1,317 @@
+"""ClassifierModule: a net + cross-entropy + regularization + metrics + optimizer.
+
+    model = ClassifierModule(net="mlp", net_args={"hidden": "deep"}, optimizer="sgd", lr=0.1,
+                             l2=1e-3, dropout=0.25, data_info=datamodule.info)
+
+Every constructor argument is plain data and is saved in the checkpoint, so a checkpoint
+rebuilds and feeds its model with nothing else (`lit_opt.inference.load`).
+
+Three training loops, chosen by the optimizer's registry entry:
+- most optimizers: Lightning's automatic optimization, one step per batch;
+- `gd` (full_batch): one step per epoch from the mean gradient over the whole training
+  set, accumulated batch by batch (memory stays at one batch);
+- `sam` (needs_closure): manual optimization; backward at w, then `opt.step(closure)`
+  with a closure that recomputes the loss at the perturbed weights (BatchNorm running
+  statistics frozen for that second pass). This is the one pattern ALGORITHMS.md found
+  right on all counts inside Lightning (global_step, logs and metrics count each batch once).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from lit_opt import nets, optim
+from lit_opt.datasets import DATASETS
+from lit_opt.errors import ConfigError
+from lit_opt.schedulers import build_scheduler, validate_scheduler
+
+CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes incompatibly
+
+
+def default_data_info(name: str = "mnist") -> dict:
+    spec = DATASETS[name]
+    return {"dataset": name, "input_shape": list(spec.input_shape), "num_classes": len(spec.class_names),
+            "class_names": list(spec.class_names), "mean": list(spec.mean), "std": list(spec.std)}
+
+
+class ClassifierModule(L.LightningModule):
+    """Image classifier for studying optimizers and regularization.
+
+    Args:
+        net: linear, mlp, dense784, lenet5 or cifar_resnet.
+        net_args: the net's own options, e.g. {"hidden": [100, 100]} or {"pool": "avg"}.
+        optimizer: a name from lit_opt.optim.names() (gd, sgd, momentum, nesterov, adam, ...).
+        lr: learning rate; None: the optimizer's default.
+        optimizer_args: the optimizer's other hyperparameters, e.g. {"betas": [0.9, 0.99]}.
+        weight_decay: the optimizer's own weight decay (coupled for SGD/Adam, decoupled for AdamW).
+        l2: lambda of the L2 penalty lambda * sum(w^2), added to the training loss.
+        regularize_bias: apply l2 and weight_decay to biases and normalization parameters too.
+        dropout: probability of dropout before each dense layer of the net.
+        label_smoothing: cross-entropy label smoothing for training (validation/test use plain CE).
+        early_stopping: stop after this many epochs without a better val/acc; None: never.
+        scheduler: constant, step, cosine or onecycle.
+        scheduler_args: the scheduler's options (step: step_size, gamma; cosine: eta_min;
+            onecycle: pct_start).
+        data_info: dataset name, input shape, class names and normalization statistics
+            (linked from the data module by the CLI; recorded in the checkpoint).
+    """
+
+    def __init__(self, net: str = "mlp", net_args: Optional[dict[str, Any]] = None, optimizer: str = "sgd",
+                 lr: Optional[float] = None, optimizer_args: Optional[dict[str, Any]] = None,
+                 weight_decay: float = 0.0, l2: float = 0.0, regularize_bias: bool = False,
+                 dropout: float = 0.0, label_smoothing: float = 0.0, early_stopping: Optional[int] = None,
+                 scheduler: str = "constant", scheduler_args: Optional[dict[str, Any]] = None,
+                 data_info: Optional[dict[str, Any]] = None):
+        super().__init__()
+        # Validate everything before any data loads or any weight is allocated.
+        if l2 < 0:
+            raise ConfigError(f"model.l2 must be >= 0, got {l2}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if early_stopping is not None and early_stopping < 1:
+            raise ConfigError(f"model.early_stopping must be a patience >= 1 epoch (or null), got {early_stopping}")
+        if not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+        net_args = dict(net_args or {})
+        if "dropout" in net_args and dropout:
+            raise ConfigError("set dropout once: model.dropout or model.net_args.dropout, not both")
+        if dropout:
+            net_args["dropout"] = dropout
+        opt_args = dict(optimizer_args or {})
+        for key in ("lr", "weight_decay"):
+            if key in opt_args:
+                raise ConfigError(f"set {key} as model.{key}, not inside model.optimizer_args")
+        if lr is not None:
+            opt_args["lr"] = lr
+        opt_args["weight_decay"] = weight_decay
+        try:
+            self.optimizer_hparams = optim.validate(optimizer, **opt_args)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.optimizer_info = optim.info(optimizer)
+        self.scheduler_args = validate_scheduler(scheduler, scheduler_args or {})
+        data_info = dict(data_info or default_data_info())
+        self.save_hyperparameters()
+
+        self.net = nets.build(net, data_info["input_shape"], data_info["num_classes"], **net_args)
+        self.class_names = list(data_info["class_names"])
+        self.automatic_optimization = not (self.optimizer_info.full_batch or self.optimizer_info.needs_closure)
+        self._decay_params = optim.decay_parameters(self.net.named_parameters(),
+                                                    exclude_bias_and_norm=not regularize_bias)
+
+        k = data_info["num_classes"]
+        self.train_acc = MulticlassAccuracy(k, average="micro")
+        self.val_acc = MulticlassAccuracy(k, average="micro")
+        self.test_acc = MulticlassAccuracy(k, average="micro")
+        self.val_acc_best = MaxMetric()
+        self.val_confusion = MulticlassConfusionMatrix(k)
+        self.test_confusion = MulticlassConfusionMatrix(k)
+        # Latest confusion matrices (rows: true class, columns: predicted), for callbacks and files.
+        self.val_confusion_matrix: Optional[torch.Tensor] = None
+        self.test_confusion_matrix: Optional[torch.Tensor] = None
+        self._gd_samples = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    # --- losses ------------------------------------------------------------------------
+
+    def l2_penalty(self) -> torch.Tensor:
+        """lambda * sum of squared weights (biases and norm parameters excluded by default)."""
+        if self.hparams.l2 == 0 or not self._decay_params:
+            return torch.zeros((), device=self.device)
+        return self.hparams.l2 * torch.stack([p.pow(2).sum() for p in self._decay_params]).sum()
+
+    def _data_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+
+    # --- training ----------------------------------------------------------------------
+
+    def training_step(self, batch, batch_idx: int):
+        x, y = batch
+        if self.optimizer_info.full_batch:
+            return self._full_batch_step(x, y, batch_idx)
+        logits = self.net(x)
+        ce = self._data_loss(logits, y)
+        loss = ce + self.l2_penalty()
+        if self.optimizer_info.needs_closure:
+            self._closure_step(x, y, loss)
+        self._log_train(loss, ce, logits, y)
+        return loss
+
+    def _log_train(self, loss, ce, logits, y) -> None:
+        n = len(y)
+        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        if self.hparams.l2:
+            self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, batch_size=n)
+            self.log("train/l2", (loss - ce).detach(), on_step=False, on_epoch=True, batch_size=n)
+        self.train_acc(logits.detach(), y)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+
+    def _full_batch_step(self, x, y, batch_idx: int):
+        """gd: sum per-sample gradients over the epoch, step once with their mean."""
+        opt = self.optimizers()
+        if batch_idx == 0:
+            opt.zero_grad()
+            self._gd_samples = 0
+        logits = self.net(x)
+        ce = self._data_loss(logits, y)
+        self.manual_backward(ce * len(y))  # sum over the batch; divided by the set's size below
+        self._gd_samples += len(y)
+        penalty = self.l2_penalty()  # weights are fixed within the epoch: same value every batch
+        if batch_idx == self.trainer.num_training_batches - 1:
+            for p in self.net.parameters():
+                if p.grad is not None:
+                    p.grad.div_(self._gd_samples)
+            if penalty.requires_grad:
+                self.manual_backward(penalty)
+            opt.step()
+            self._step_schedulers("step")
+        self._log_train(ce + penalty, ce, logits, y)
+
+    def _closure_step(self, x, y, loss) -> None:
+        """SAM: gradient at w, then the optimizer perturbs w, calls the closure, restores, steps."""
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(loss)
+
+        def closure():
+            with frozen_batchnorm_stats(self.net):
+                second = self._data_loss(self.net(x), y) + self.l2_penalty()
+            self.manual_backward(second)
+            return second
+
+        opt.step(closure=closure)
+        self._step_schedulers("step")
+
+    def _step_schedulers(self, interval: str) -> None:
+        """Manual optimization steps its own schedulers (Lightning only does so automatically)."""
+        if self.automatic_optimization:
+            return
+        sch = self.lr_schedulers()
+        if sch is not None and self._scheduler_interval == interval:
+            sch.step()
+
+    def on_train_epoch_end(self) -> None:
+        self._step_schedulers("epoch")
+
+    # --- evaluation --------------------------------------------------------------------
+
+    def _eval_step(self, batch, prefix: str, acc, confusion) -> None:
+        x, y = batch
+        logits = self.net(x)
+        self.log(f"{prefix}/loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True,
+                 prog_bar=prefix == "val", batch_size=len(y))
+        acc(logits, y)
+        confusion.update(logits, y)
+        self.log(f"{prefix}/acc", acc, on_step=False, on_epoch=True, prog_bar=prefix == "val")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_acc, self.val_confusion)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_acc, self.test_confusion)
+
+    def _log_confusion(self, prefix: str, confusion) -> torch.Tensor:
+        cm = confusion.compute().cpu()
+        confusion.reset()
+        per_class = per_class_accuracy(cm)
+        for name, value in zip(self.class_names, per_class.tolist()):
+            self.log(f"{prefix}/acc_class/{name}", value, on_step=False, on_epoch=True)
+        return cm
+
+    def on_validation_epoch_end(self) -> None:
+        cm = self._log_confusion("val", self.val_confusion)
+        if self.trainer.sanity_checking:
+            return
+        self.val_confusion_matrix = cm
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute())
+
+    def on_test_epoch_end(self) -> None:
+        self.test_confusion_matrix = self._log_confusion("test", self.test_confusion)
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self.net(x).softmax(dim=1)
+
+    # --- optimizer ---------------------------------------------------------------------
+
+    def on_fit_start(self) -> None:
+        precision = str(self.trainer.precision)
+        if self.optimizer_info.needs_closure and precision.startswith("16"):
+            raise ConfigError(f"{self.hparams.optimizer} needs two gradient passes per step, which fp16 mixed "
+                              f"precision cannot give it (its loss scaler steps without the closure); "
+                              f"use --trainer.precision bf16-mixed or 32")
+
+    def configure_optimizers(self):
+        hp = dict(self.optimizer_hparams)
+        groups = optim.split_decay(self.net.named_parameters(), hp.pop("weight_decay"),
+                                   exclude_bias_and_norm=not self.hparams.regularize_bias)
+        opt = optim.build(self.hparams.optimizer, groups, **hp)
+        steps_per_epoch = 1 if self.optimizer_info.full_batch else None
+        scheduler, interval = build_scheduler(self.hparams.scheduler, self.scheduler_args, opt,
+                                              self.trainer, steps_per_epoch)
+        self._scheduler_interval = interval
+        if scheduler is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+
+    def configure_callbacks(self):
+        if self.hparams.early_stopping is None:
+            return []
+        from lightning.pytorch.callbacks import EarlyStopping
+
+        return [EarlyStopping(monitor="val/acc", mode="max", patience=self.hparams.early_stopping)]
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        from lit_opt import __version__
+
+        checkpoint["lit_opt"] = {"format": CHECKPOINT_FORMAT, "version": __version__}
+        # The global RNG drives dropout: saving it makes a resumed run continue exactly.
+        checkpoint["lit_opt_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["lit_opt_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        rng = checkpoint.get("lit_opt_rng")
+        if rng is None or self._trainer is None:  # restore RNG only when resuming a fit
+            return
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
+    """Diagonal over row sums (rows are true classes); NaN for a class with no samples."""
+    confusion = confusion.double()
+    return confusion.diagonal() / confusion.sum(dim=1)
+
+
+class frozen_batchnorm_stats:
+    """Context manager: BatchNorm layers normalize with batch statistics but leave their
+    running statistics alone (SAM's second pass must not count the batch twice)."""
+
+    def __init__(self, net: nn.Module):
+        self.layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def __enter__(self):
+        self.saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+                      for m in self.layers]
+        for m in self.layers:
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+
+    def __exit__(self, *exc):
+        for m, (momentum, tracked) in zip(self.layers, self.saved):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)

@@ -1,0 +1,175 @@
+"""Plain nn.Modules built by name: `build(name, input_shape, num_classes, **options)`.
+
+    net = build("mlp", (1, 28, 28), 10, hidden="deep", dropout=0.25)
+
+| name         | what                                                       | options              |
+| linear       | logistic regression: one dense layer                       | dropout              |
+| mlp          | dense layers with ReLU; hidden sizes or a preset           | hidden, dropout      |
+| dense784     | 784-784-10 with ReLU (seed 002)                            | dropout              |
+| lenet5       | conv 6@5x5, pool, conv 16@5x5, pool, fc 120-84 (seed 004)   | pool, activation, dropout |
+| cifar_resnet | a small residual CNN for 32x32 colour images               | width, dropout       |
+
+Every net takes any (C, H, W) input and class count. Dropout with probability p sits
+before each dense layer. They know nothing of Lightning: the LightningModule wraps them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Sequence, Union
+
+import torch
+from torch import nn
+
+from lit_opt.errors import ConfigError
+
+MLP_PRESETS = {"shallow": [100], "deep": [100, 100, 100]}  # seed 003's nets
+
+
+def _dense_stack(sizes: Sequence[int], dropout: float, activation: type[nn.Module] = nn.ReLU) -> list[nn.Module]:
+    """Dropout -> Linear -> activation for each layer, with no activation after the last."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return layers
+
+
+def _numel(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
+def linear(input_shape, num_classes, dropout: float = 0.0) -> nn.Module:
+    """Logistic regression (softmax regression over the flattened pixels)."""
+    return nn.Sequential(nn.Flatten(), *_dense_stack([_numel(input_shape), num_classes], dropout))
+
+
+def mlp(input_shape, num_classes, hidden: Union[str, Sequence[int]] = "deep", dropout: float = 0.0) -> nn.Module:
+    """Multi-layer perceptron; `hidden` is a list of layer widths or 'shallow' / 'deep'."""
+    if isinstance(hidden, str):
+        if hidden not in MLP_PRESETS:
+            raise ConfigError(f"unknown mlp preset {hidden!r}; choose one of: "
+                              f"{', '.join(MLP_PRESETS)}, or give a list of widths like [100, 100]")
+        hidden = MLP_PRESETS[hidden]
+    hidden = list(hidden)
+    if not hidden or any(int(h) != h or h < 1 for h in hidden):
+        raise ConfigError(f"model.net_args.hidden must be a non-empty list of integers >= 1, got {hidden}")
+    return nn.Sequential(nn.Flatten(), *_dense_stack([_numel(input_shape), *hidden, num_classes], dropout))
+
+
+def dense784(input_shape, num_classes, dropout: float = 0.0) -> nn.Module:
+    """One hidden layer as wide as an MNIST image (784-784-10), as in seed 002."""
+    return mlp(input_shape, num_classes, hidden=[784], dropout=dropout)
+
+
+class LeNet5(nn.Module):
+    """LeCun et al. 1998, as in seed 004: conv 6@5x5 (padded to keep 28x28), pool,
+    conv 16@5x5, pool, dense 120, 84, classes."""
+
+    def __init__(self, input_shape, num_classes, pool: str = "max", activation: str = "relu",
+                 dropout: float = 0.0):
+        super().__init__()
+        pools = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+        acts = {"relu": nn.ReLU, "tanh": nn.Tanh}
+        if pool not in pools:
+            raise ConfigError(f"unknown lenet5 pool {pool!r}; choose one of: {', '.join(pools)}")
+        if activation not in acts:
+            raise ConfigError(f"unknown lenet5 activation {activation!r}; choose one of: {', '.join(acts)}")
+        act, pool_cls = acts[activation], pools[pool]
+        self.features = nn.Sequential(
+            nn.Conv2d(input_shape[0], 6, 5, padding=2), act(), pool_cls(2),
+            nn.Conv2d(6, 16, 5), act(), pool_cls(2), nn.Flatten())
+        with torch.no_grad():
+            n_flat = self.features(torch.zeros(1, *input_shape)).shape[1]
+        self.classifier = nn.Sequential(*_dense_stack([n_flat, 120, 84, num_classes], dropout, act))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(_conv_bn(channels, channels), _conv_bn(channels, channels))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def _conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
+class CifarResNet(nn.Module):
+    """A small residual CNN in the style of the fast CIFAR-10 baselines (ResNet-9 family):
+    prep conv, three stages of conv-BN-ReLU + max-pool, residual blocks after stages 1 and 3,
+    global max-pool, dense classifier. width=64 gives 64-128-256-512 channels."""
+
+    def __init__(self, input_shape, num_classes, width: int = 32, dropout: float = 0.0):
+        super().__init__()
+        if width < 1:
+            raise ConfigError(f"cifar_resnet width must be >= 1, got {width}")
+        w = width
+        self.features = nn.Sequential(
+            _conv_bn(input_shape[0], w),
+            _conv_bn(w, 2 * w), nn.MaxPool2d(2), _Residual(2 * w),
+            _conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),
+            _conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), _Residual(8 * w),
+            nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.classifier = nn.Sequential(*_dense_stack([8 * w, num_classes], dropout))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+NETS = {"linear": linear, "mlp": mlp, "dense784": dense784, "lenet5": LeNet5, "cifar_resnet": CifarResNet}
+
+
+def options(name: str) -> dict[str, object]:
+    """The options a net accepts, with their defaults."""
+    fn = NETS[_key(name)]
+    sig = inspect.signature(fn)
+    return {p: v.default for p, v in sig.parameters.items() if p not in ("self", "input_shape", "num_classes")}
+
+
+def _key(name: str) -> str:
+    key = name.lower()
+    if key not in NETS:
+        raise ConfigError(f"unknown net {name!r}; choose one of: {', '.join(NETS)}")
+    return key
+
+
+def build(name: str, input_shape: Sequence[int], num_classes: int, **kwargs) -> nn.Module:
+    """Build a net by name; unknown options and out-of-range values raise ConfigError."""
+    key = _key(name)
+    allowed = options(key)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ConfigError(f"net {key!r} has no option {', '.join(map(repr, unknown))}; "
+                          f"its options are: {', '.join(allowed) or 'none'}")
+    p = kwargs.get("dropout", 0.0)
+    if not 0.0 <= p < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {p}")
+    if len(input_shape) != 3 or num_classes < 2:
+        raise ConfigError(f"nets need an input shape (C, H, W) and >= 2 classes, got {input_shape}, {num_classes}")
+    return NETS[key](tuple(int(s) for s in input_shape), int(num_classes), **kwargs)
+
+
+def first_layer(net: nn.Module) -> nn.Module:
+    """The first Linear or Conv2d layer: the one whose weights look like image templates."""
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            return module
+    raise ValueError("net has no Linear or Conv2d layer")
+
+
+def weight_layers(net: nn.Module) -> dict[str, nn.Module]:
+    """Every Linear and Conv2d layer by its qualified name, in forward order (for weight views)."""
+    return {name: m for name, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}

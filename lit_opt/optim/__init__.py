@@ -1,0 +1,20 @@
+"""Optimizers by name: the registry (schemas, validation, construction) and our own LAMB and Expectigrad.
+
+    from lit_opt.optim import build, split_decay
+    opt = build("adamw", split_decay(model.named_parameters(), 0.05), lr=1e-3)
+"""
+
+from lit_opt.optim.registry import (
+    Hyperparameter,
+    OptimizerInfo,
+    build,
+    decay_parameters,
+    info,
+    names,
+    schema,
+    split_decay,
+    validate,
+)
+
+__all__ = ["Hyperparameter", "OptimizerInfo", "names", "schema", "info", "build", "validate",
+           "split_decay", "decay_parameters"]

@@ -1,0 +1,279 @@
+"""The optimizer registry: one entry per name, read by the CLI, configs, GUI and docs.
+
+    >>> from lit_opt import optim
+    >>> optim.names()[:3]
+    ['gd', 'sgd', 'momentum']
+    >>> optim.validate("adam", lr="3e-4")["lr"]
+    0.0003
+    >>> opt = optim.build("adam", model.parameters(), lr=3e-4)   # doctest: +SKIP
+
+Modelled on timm's optimizer factory: growth as data, not if/elif. A new
+optimizer appears everywhere by adding one `OptimizerInfo` to `_ENTRIES`.
+torch and pytorch_optimizer are imported inside the factories, so importing
+this module and validating settings stay fast (the CLI validates before any
+data loads). Update rules and the traps found in libraries: shared/ALGORITHMS.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lit_opt.optim.decay import decay_parameters, split_decay
+from lit_opt.optim.hyperparameter import Hyperparameter, OptimizerInfo
+
+__all__ = ["Hyperparameter", "OptimizerInfo", "names", "schema", "info", "validate", "build",
+           "split_decay", "decay_parameters"]
+
+
+# ---- shared fields ------------------------------------------------------------------------------
+
+
+def _lr(default: float, help: str = "learning rate (step size)") -> Hyperparameter:
+    return Hyperparameter("lr", float, default, low=0.0, low_inclusive=False, help=help,
+                          log_scale=True)
+
+
+def _wd(default: float = 0.0, help: str = "L2 penalty added to the gradient (coupled)") -> Hyperparameter:
+    return Hyperparameter("weight_decay", float, default, low=0.0, help=help)
+
+
+def _momentum(default: float, low_inclusive: bool = True) -> Hyperparameter:
+    return Hyperparameter("momentum", float, default, low=0.0, high=1.0, low_inclusive=low_inclusive,
+                          help="momentum factor mu (velocity b <- mu*b + g)")
+
+
+def _betas(default: tuple[float, float] = (0.9, 0.999)) -> Hyperparameter:
+    return Hyperparameter("betas", tuple, default, low=0.0, high=1.0,
+                          help="decay rates of the first and second moment averages")
+
+
+def _eps(default: float, help: str = "added to the denominator for numerical stability") -> Hyperparameter:
+    return Hyperparameter("eps", float, default, low=0.0, low_inclusive=False, help=help,
+                          log_scale=True)
+
+
+def _flag(name: str, default: bool, help: str) -> Hyperparameter:
+    return Hyperparameter(name, bool, default, help=help)
+
+
+# ---- factories (lazy imports keep `import lit_opt.optim` free of torch) -------------------------
+
+
+def _sgd(params, lr, weight_decay, momentum=0.0, nesterov=False):
+    import torch
+
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, dampening=0.0,
+                           weight_decay=weight_decay, nesterov=nesterov)
+
+
+def _nesterov(params, lr, momentum, weight_decay):
+    return _sgd(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+
+
+def _torch(class_name: str):
+    def factory(params, **kwargs):
+        import torch
+
+        return getattr(torch.optim, class_name)(params, **kwargs)
+
+    factory.__name__ = f"torch.optim.{class_name}"
+    return factory
+
+
+def _lamb(params, **kwargs):
+    from lit_opt.optim.lamb import Lamb
+
+    return Lamb(params, **kwargs)
+
+
+def _expectigrad(params, **kwargs):
+    from lit_opt.optim.expectigrad import Expectigrad
+
+    return Expectigrad(params, **kwargs)
+
+
+def _adamp(params, **kwargs):
+    from pytorch_optimizer import AdamP
+
+    # weight_decouple=True is the paper's (decoupled, AdamW-style) weight decay.
+    return AdamP(params, weight_decouple=True, **kwargs)
+
+
+def _sam(params, base, rho, adaptive, **base_kwargs):
+    from pytorch_optimizer import SAM
+
+    # SAM calls base_optimizer(its param_groups, **base_kwargs): a registry factory fits.
+    # The base's state and param_groups are SAM's own (shared objects), so state_dict
+    # round-trips and LR schedulers see lr.
+    base_factory = _sgd if base == "sgd" else _BY_NAME[base].factory
+    return SAM(params, base_optimizer=base_factory, rho=rho, adaptive=adaptive, **base_kwargs)
+
+
+# ---- SAM validation: its own keys plus those of the chosen base optimizer -----------------------
+
+_SAM_OWN = (
+    Hyperparameter("base", str, "sgd", choices=(
+        "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "lamb",
+        "adamp", "expectigrad"),
+        help="base optimizer that takes the step with the perturbed-point gradient"),
+    Hyperparameter("rho", float, 0.05, low=0.0,
+                   help="radius of the ascent step (ASAM: about 2.0)"),
+    _flag("adaptive", False, "ASAM: scale the perturbation by |w| (Kwon et al. 2021)"),
+)
+# With base "sgd" SAM runs SGD with momentum, as in Foret et al. 2021.
+_SAM_SGD = (_lr(0.01), _momentum(0.9), _wd(0.0))
+
+
+def _resolve_sam(given: dict) -> dict:
+    base = _SAM_OWN[0].check(given.get("base", "sgd"), "sam")
+    base_fields = _SAM_SGD if base == "sgd" else _BY_NAME[base].hyperparameters
+    fields = _SAM_OWN + base_fields
+    _reject_unknown(f"sam (base {base})", given, fields)
+    return {hp.name: hp.check(given.get(hp.name, hp.default), "sam") for hp in fields}
+
+
+# ---- the entries --------------------------------------------------------------------------------
+
+_ENTRIES = (
+    OptimizerInfo(
+        "gd", "full-batch gradient descent: one step per epoch on the whole training set's gradient",
+        _sgd, (_lr(0.1), _momentum(0.0), _wd()), full_batch=True,
+        source="torch.optim.SGD (stepped once per epoch on the accumulated gradient)"),
+    OptimizerInfo(
+        "sgd", "stochastic gradient descent, one step per mini-batch, no momentum",
+        _sgd, (_lr(0.01), _wd()), source="torch.optim.SGD"),
+    OptimizerInfo(
+        "momentum", "SGD with heavy-ball momentum (Polyak 1964)",
+        _sgd, (_lr(0.01), _momentum(0.9), _wd()), source="torch.optim.SGD(momentum=...)"),
+    OptimizerInfo(
+        "nesterov", "SGD with Nesterov momentum (Sutskever et al. 2013; torch's formulation)",
+        _nesterov, (_lr(0.01), _momentum(0.9, low_inclusive=False), _wd()),
+        source="torch.optim.SGD(nesterov=True)"),
+    OptimizerInfo(
+        "adagrad", "per-coordinate step scaled by the root of all past squared gradients",
+        _torch("Adagrad"),
+        (_lr(0.01), _eps(1e-10),
+         Hyperparameter("initial_accumulator_value", float, 0.0, low=0.0,
+                        help="starting value of the squared-gradient sum"),
+         _wd()),
+        source="torch.optim.Adagrad"),
+    OptimizerInfo(
+        "adadelta", "Adagrad's fix with running averages of squared gradients and updates (Zeiler 2012)",
+        _torch("Adadelta"),
+        (_lr(1.0, "scale applied to the computed update (1.0 is Zeiler's rule)"),
+         Hyperparameter("rho", float, 0.9, low=0.0, high=1.0,
+                        help="decay rate of the running averages"),
+         _eps(1e-6), _wd()),
+        source="torch.optim.Adadelta"),
+    OptimizerInfo(
+        "rmsprop", "step scaled by a running average of squared gradients (Hinton 2012)",
+        _torch("RMSprop"),
+        (_lr(0.01),
+         Hyperparameter("alpha", float, 0.99, low=0.0, high=1.0,
+                        help="decay rate of the squared-gradient average"),
+         _eps(1e-8), _momentum(0.0),
+         _flag("centered", False, "divide by the gradient's estimated variance instead"),
+         _wd()),
+        source="torch.optim.RMSprop"),
+    OptimizerInfo(
+        "adam", "bias-corrected first and second moment estimates (Kingma & Ba 2015)",
+        _torch("Adam"),
+        (_lr(1e-3), _betas(), _eps(1e-8), _wd(),
+         _flag("amsgrad", False, "use the running maximum of the second moment (Reddi et al. 2018)")),
+        source="torch.optim.Adam"),
+    OptimizerInfo(
+        "adamw", "Adam with decoupled weight decay (Loshchilov & Hutter 2019)",
+        _torch("AdamW"),
+        (_lr(1e-3), _betas(), _eps(1e-8),
+         _wd(0.01, "decoupled decay: w <- w - lr*weight_decay*w each step"),
+         _flag("amsgrad", False, "use the running maximum of the second moment (Reddi et al. 2018)")),
+        source="torch.optim.AdamW"),
+    OptimizerInfo(
+        "lamb", "Adam update rescaled per tensor by the trust ratio ||w|| / ||update||",
+        _lamb,
+        (_lr(1e-3), _betas(), _eps(1e-6),
+         _wd(0.01, "decoupled decay, added to the update before the trust ratio")),
+        source="lit_opt.optim.lamb.Lamb (You et al. 2019, Alg. 2)"),
+    OptimizerInfo(
+        "sam", "sharpness-aware minimization: step with the gradient at w + rho*g/||g|| "
+               "(two passes per step). Base-optimizer keys other than those listed "
+               "(betas, eps, ...) are accepted when the base has them",
+        _sam, _SAM_OWN + _SAM_SGD, needs_closure=True,
+        source="pytorch_optimizer.SAM (Foret et al. 2021)", resolve=_resolve_sam),
+    OptimizerInfo(
+        "adamp", "Adam that removes the radial part of updates to scale-invariant weights",
+        _adamp,
+        (_lr(1e-3), _betas(), _eps(1e-8),
+         _wd(0.0, "decoupled weight decay"),
+         Hyperparameter("delta", float, 0.1, low=0.0, low_inclusive=False,
+                        help="cosine threshold (over sqrt(dim)) below which a weight is scale-invariant"),
+         Hyperparameter("wd_ratio", float, 0.1, low=0.0, high=1.0, high_inclusive=True,
+                        help="weight-decay multiplier for projected (scale-invariant) weights"),
+         _flag("nesterov", False, "use a Nesterov-style first moment")),
+        source="pytorch_optimizer.AdamP (Heo et al. 2021)"),
+    OptimizerInfo(
+        "expectigrad", "arithmetic mean of squared gradients over the steps each coordinate was "
+                       "active, with bias-corrected outer momentum",
+        _expectigrad,
+        (_lr(1e-3),
+         Hyperparameter("beta", float, 0.9, low=0.0, high=1.0,
+                        help="decay rate of the outer momentum"),
+         _eps(1e-8),
+         _flag("sparse_counter", True, "count only steps where a coordinate's gradient is nonzero"),
+         _wd()),
+        source="lit_opt.optim.expectigrad.Expectigrad (Daley & Amato 2020)"),
+)
+_BY_NAME = {entry.name: entry for entry in _ENTRIES}
+
+
+# ---- public API ---------------------------------------------------------------------------------
+
+
+def names() -> list[str]:
+    """Registered optimizer names, in teaching order."""
+    return [entry.name for entry in _ENTRIES]
+
+
+def info(name: str) -> OptimizerInfo:
+    """The registry entry for `name` (case-insensitive); ValueError listing the names if unknown."""
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in _BY_NAME:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(names())}")
+    return _BY_NAME[key]
+
+
+def schema(name: str) -> list[Hyperparameter]:
+    """The tunable hyperparameters of `name`, with defaults, ranges and help."""
+    return list(info(name).hyperparameters)
+
+
+def validate(name: str, **hyperparameters: Any) -> dict:
+    """Check `hyperparameters` for optimizer `name` and return them complete with defaults.
+
+    Unknown keys and out-of-range values raise ValueError naming the field and
+    what is allowed. Cheap: no torch, no parameters needed.
+    """
+    entry = info(name)
+    if entry.resolve is not None:
+        return entry.resolve(dict(hyperparameters))
+    _reject_unknown(entry.name, hyperparameters, entry.hyperparameters)
+    return {hp.name: hp.check(hyperparameters.get(hp.name, hp.default), entry.name)
+            for hp in entry.hyperparameters}
+
+
+def build(name: str, params, **hyperparameters: Any):
+    """Validate, then construct the optimizer over `params` (tensors or param-group dicts).
+
+    Param-group dicts may carry their own `weight_decay` (see `split_decay`);
+    they override the value given here, as torch's param groups always do.
+    """
+    entry = info(name)
+    return entry.factory(params, **validate(entry.name, **hyperparameters))
+
+
+def _reject_unknown(where: str, given: dict, fields: tuple[Hyperparameter, ...]) -> None:
+    allowed = [hp.name for hp in fields]
+    unknown = [key for key in given if key not in allowed]
+    if unknown:
+        raise ValueError(f"{where}: unknown hyperparameter(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(allowed)}")

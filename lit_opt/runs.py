@@ -1,0 +1,112 @@
+"""Run folders: one per training run, never overwriting another.
+
+    checkpoints/<run name>/
+        config.yaml          the resolved config (`fit --config` repeats the run)
+        metrics.csv          every logged value (Lightning's CSVLogger)
+        epochs.csv           one row per epoch: losses, accuracies, epoch time, lr
+        best.ckpt            the best validation accuracy so far
+        last.ckpt            the latest state (epoch end, Stop/Ctrl-C, or before a divergence)
+        confusion_val.csv/png, confusion_test.csv/png, weights.png
+
+`run_callbacks` and `run_logger` give the CLI and the desktop app the same folder layout.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lit_opt.callbacks import DivergenceGuard, EpochSummary, Listener, RunFiles, StopOnRequest
+from lit_opt.errors import ConfigError
+
+DEFAULT_ROOT = "checkpoints"
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+
+
+def default_run_name(dataset: str, net: str, optimizer: str) -> str:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{dataset}-{net}-{optimizer}-{stamp}"
+
+
+def new_run_dir(root: str | os.PathLike, name: Optional[str], default_name: str) -> Path:
+    """Create a fresh run folder. A chosen name that exists is an error; a default name gets a suffix."""
+    root = Path(root)
+    if name is not None and not _NAME_OK.match(name):
+        raise ConfigError(f"run name {name!r} may hold only letters, digits and . _ + = - "
+                          f"(and must start with a letter or digit)")
+    root.mkdir(parents=True, exist_ok=True)
+    if name is not None:
+        path = root / name
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise ConfigError(f"run folder {path} exists already; choose another --run.name, or resume "
+                              f"that run with --ckpt_path {path / 'last.ckpt'}") from None
+        return path
+    for k in range(1, 1000):
+        path = root / (default_name if k == 1 else f"{default_name}-{k}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"could not find a free run folder name in {root}")
+
+
+def run_dir_of_checkpoint(ckpt_path: str | os.PathLike) -> Optional[Path]:
+    """The run folder a checkpoint sits in, if it sits in one (it holds a config.yaml)."""
+    folder = Path(ckpt_path).resolve().parent
+    return folder if (folder / "config.yaml").exists() else None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write each checkpoint to a temporary file, then rename it over the old one: a crash
+    or a full disk mid-write leaves the previous checkpoint intact, never a truncated file."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+
+def run_callbacks(run_dir: Path, listener: Optional[Listener] = None,
+                  step_listener: Optional[Listener] = None) -> list[Callback]:
+    """Checkpointing, divergence guard, stop-on-request, epoch summary and run files."""
+    summary = EpochSummary(listener, step_listener)
+    return [
+        summary,
+        RunFiles(run_dir, summary),
+        DivergenceGuard(),
+        StopOnRequest(),
+        ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
+                        auto_insert_metric_name=False, enable_version_counter=False),
+        # Unmonitored, so it refreshes every epoch (a monitored one only refreshes last.ckpt
+        # when the monitored value improves).
+        ModelCheckpoint(dirpath=run_dir, filename="last", monitor=None, save_top_k=1,
+                        enable_version_counter=False),
+    ]
+
+
+def run_logger(run_dir: Path) -> CSVLogger:
+    """metrics.csv directly in the run folder (no version sub-folders)."""
+    return CSVLogger(save_dir=str(run_dir), name="", version="")
+
+
+def stop_callback(trainer) -> Optional[StopOnRequest]:
+    for cb in trainer.callbacks:
+        if isinstance(cb, StopOnRequest):
+            return cb
+    return None

@@ -1,0 +1,440 @@
+"""Toy problems for watching optimizers move, and the seminar seed's worked examples.
+
+    python -m lit_opt toy run --function rosenbrock --optimizer adam,momentum --lr 0.01 \\
+        --steps 500 --png rosenbrock.png
+    python -m lit_opt toy worked      # the seed's hand calculations beside ours
+    python -m lit_opt toy list
+
+Every trajectory and every worked number goes through the optimizer registry
+(`lit_opt.optim.build`), so these are the same optimizers that train the nets.
+matplotlib is imported only to draw (Agg, no pyplot state, no Qt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from lit_opt.optim import build, info, names, schema, validate
+
+
+# ---- the functions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToyFunction:
+    """f maps a float64 tensor (..., dim) to (...); window is one (low, high) per axis."""
+
+    name: str
+    description: str
+    f: Callable[[torch.Tensor], torch.Tensor]
+    start: tuple[float, ...]
+    window: tuple[tuple[float, float], ...]
+    minimum: tuple[float, ...]
+
+    @property
+    def dim(self) -> int:
+        return len(self.start)
+
+
+def _rosenbrock(p):
+    x, y = p[..., 0], p[..., 1]
+    return (1 - x) ** 2 + 100 * (y - x ** 2) ** 2
+
+
+def _rastrigin(p):
+    return 10 * p.shape[-1] + (p ** 2 - 10 * torch.cos(2 * math.pi * p)).sum(-1)
+
+
+def _beale(p):
+    x, y = p[..., 0], p[..., 1]
+    return ((1.5 - x + x * y) ** 2 + (2.25 - x + x * y ** 2) ** 2
+            + (2.625 - x + x * y ** 3) ** 2)
+
+
+FUNCTIONS: dict[str, ToyFunction] = {f.name: f for f in (
+    ToyFunction("x2", "f(x) = x^2, the seed's first example", lambda p: (p ** 2).sum(-1),
+                (5.0,), ((-6.0, 6.0),), (0.0,)),
+    ToyFunction("bowl", "f = x^2 + y^2, a round bowl", lambda p: (p ** 2).sum(-1),
+                (-4.0, 3.0), ((-5.0, 5.0), (-5.0, 5.0)), (0.0, 0.0)),
+    # Hessian diag(1, 50): condition number 50, the valley that makes plain GD zigzag.
+    ToyFunction("ill_bowl", "f = (x^2 + 50 y^2) / 2, condition number 50",
+                lambda p: 0.5 * (p[..., 0] ** 2 + 50 * p[..., 1] ** 2),
+                (-4.5, 1.0), ((-5.0, 5.0), (-2.0, 2.0)), (0.0, 0.0)),
+    ToyFunction("rosenbrock", "(1-x)^2 + 100 (y-x^2)^2, a curved narrow valley", _rosenbrock,
+                (-1.2, 1.0), ((-2.0, 2.0), (-1.0, 3.0)), (1.0, 1.0)),
+    ToyFunction("rastrigin", "10n + sum(x^2 - 10 cos 2 pi x), many local minima", _rastrigin,
+                (-2.3, 2.6), ((-5.12, 5.12), (-5.12, 5.12)), (0.0, 0.0)),
+    ToyFunction("beale", "Beale's function, flat plateaus and sharp ridges", _beale,
+                (1.0, 1.5), ((-4.5, 4.5), (-4.5, 4.5)), (3.0, 0.5)),
+)}
+
+
+def function(name: str | ToyFunction) -> ToyFunction:
+    """Look a toy function up by name; ValueError listing the names if unknown."""
+    if isinstance(name, ToyFunction):
+        return name
+    key = name.strip().lower()
+    if key not in FUNCTIONS:
+        raise ValueError(f"unknown function {name!r}; choose one of: {', '.join(FUNCTIONS)}")
+    return FUNCTIONS[key]
+
+
+# ---- running an optimizer on one -----------------------------------------------------------------
+
+
+@dataclass
+class Trajectory:
+    function: str
+    optimizer: str
+    hyperparameters: dict
+    points: np.ndarray  # (steps + 1, dim), the start included
+    losses: np.ndarray  # (steps + 1,)
+
+    @property
+    def label(self) -> str:
+        lr = self.hyperparameters.get("lr")
+        return f"{self.optimizer} (lr {lr:g})" if lr is not None else self.optimizer
+
+
+def _steps(params, optimizer: str, loss_fn: Callable[[], torch.Tensor], n: int, **hp):
+    """Take n registry-optimizer steps on loss_fn; yields after each. SAM gets its closure."""
+    opt = build(optimizer, params, **hp)
+    needs_closure = info(optimizer).needs_closure
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    for _ in range(n):
+        closure()
+        opt.step(closure) if needs_closure else opt.step()
+        yield
+
+
+def run(function_name: str | ToyFunction, optimizer: str, steps: int = 100,
+        start: Sequence[float] | None = None, **hyperparameters) -> Trajectory:
+    """Minimize a toy function from `start` (default: its own) with a registry optimizer.
+
+    There is no data set here, so `gd` (full batch) and `sgd` take the same steps.
+    A diverging run keeps going: its points become inf/nan and the plot skips them.
+    """
+    spec = function(function_name)
+    hp = validate(optimizer, **hyperparameters)
+    x = torch.tensor(start if start is not None else spec.start, dtype=torch.float64,
+                     requires_grad=True)
+    if x.shape != (spec.dim,):
+        raise ValueError(f"start must have {spec.dim} coordinate(s) for {spec.name}")
+    points, losses = [x.detach().clone()], [spec.f(x).item()]
+    for _ in _steps([x], optimizer, lambda: spec.f(x), steps, **hp):
+        points.append(x.detach().clone())
+        losses.append(spec.f(x).item())
+    return Trajectory(spec.name, info(optimizer).name, hp, torch.stack(points).numpy(),
+                      np.array(losses))
+
+
+def plot(trajectories: Sequence[Trajectory], function_name: str | ToyFunction, path,
+         title: str | None = None) -> None:
+    """Write a PNG: the trajectories over the function's contours (1-D: over its curve)."""
+    from matplotlib.figure import Figure  # no pyplot: no global state, no GUI backend
+
+    spec = function(function_name)
+    fig = Figure(figsize=(7, 5.5), dpi=100)
+    ax = fig.add_subplot()
+    (x0, x1) = spec.window[0]
+    if spec.dim == 1:
+        xs = torch.linspace(x0, x1, 400, dtype=torch.float64)
+        ax.plot(xs.numpy(), spec.f(xs[:, None]).numpy(), color="0.6")
+        for traj in trajectories:
+            ax.plot(traj.points[:, 0], traj.losses, marker="o", markersize=3, label=traj.label)
+        ax.set_xlabel("x")
+        ax.set_ylabel("f(x)")
+    else:
+        (y0, y1) = spec.window[1]
+        gx, gy = torch.meshgrid(torch.linspace(x0, x1, 300, dtype=torch.float64),
+                                torch.linspace(y0, y1, 300, dtype=torch.float64), indexing="xy")
+        z = spec.f(torch.stack([gx, gy], -1))
+        # log1p of the height above the minimum: one recipe that shows bowls and valleys alike.
+        fmin = spec.f(torch.tensor(spec.minimum, dtype=torch.float64)).item()
+        ax.contour(gx.numpy(), gy.numpy(), torch.log1p(z - fmin).numpy(), levels=30,
+                   cmap="viridis", linewidths=0.7)
+        for traj in trajectories:
+            line, = ax.plot(traj.points[:, 0], traj.points[:, 1], marker=".", markersize=3,
+                            linewidth=1, label=traj.label)
+            ax.plot(*traj.points[0], marker="o", color=line.get_color())
+        ax.plot(*spec.minimum, marker="*", markersize=14, color="red", linestyle="none",
+                label="minimum")
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+    ax.set_title(title or f"{spec.name}: {spec.description}", fontsize=10)
+    if trajectories:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+
+
+# ---- the seed's worked examples (seed 000, "Comparison of Optimizers in Neural Network") -----------
+
+
+@dataclass
+class Worked:
+    """One hand calculation from the seed: our values (via the registry) beside the seed's."""
+
+    key: str
+    title: str
+    setup: str
+    columns: tuple[str, ...]
+    rows: list[str]
+    ours: list[tuple[float, ...]]
+    seed: list[tuple[float, ...]]
+    notes: dict[int, str] = field(default_factory=dict)  # row -> why the seed's value is wrong
+
+    def agrees(self, row: int, places: int = 4) -> bool:
+        """True if our row equals the seed's printed row to `places` decimals."""
+        return all(abs(a - b) <= 0.5 * 10 ** -places + 1e-12
+                   for a, b in zip(self.ours[row], self.seed[row]))
+
+
+def _fit(optimizer: str, xs, ys, steps: int, per_sample: bool, **hp):
+    """Fit y_hat = x @ w + b with loss (y_hat - y)^2 through the registry.
+
+    per_sample: one step per row, cyclic (the seed's SGD); else one step on the
+    mean loss over all rows (full-batch gradient descent). Returns (w..., b) after each step.
+    """
+    x = torch.tensor(xs, dtype=torch.float64).reshape(len(xs), -1)
+    y = torch.tensor(ys, dtype=torch.float64)
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    step = [0]
+
+    def loss():
+        r = slice(step[0] % len(y), step[0] % len(y) + 1) if per_sample else slice(None)
+        return ((x[r] @ w + b - y[r]) ** 2).mean()
+
+    out = []
+    for _ in _steps([w, b], optimizer, loss, steps, **hp):
+        step[0] += 1
+        out.append(tuple(w.tolist()) + (b.item(),))
+    return out
+
+
+def worked_x2_without_lr() -> Worked:
+    x = torch.tensor([5.0], dtype=torch.float64, requires_grad=True)
+    grads, values = [], []
+    for _ in _steps([x], "gd", lambda: (x ** 2).sum(), 50, lr=1.0):  # lr 1: m <- m - gradient
+        grads.append(x.grad.item())  # the gradient this step used (taken before the update)
+        values.append(x.item())
+    picks = [1, 2, 3, 4, 5, 6, 7, 8, 30, 50]
+    seed = [(10.0 if k % 2 else -10.0, -5.0 if k % 2 else 5.0) for k in picks]
+    return Worked("x2_no_lr", "x^2 from x = 5 without a learning rate",
+                  "new_m = old_m - gradient (gd with lr 1.0); it bounces between -5 and 5 forever",
+                  ("gradient", "new_m"), [f"iteration {k}" for k in picks],
+                  [(grads[k - 1], values[k - 1]) for k in picks], seed)
+
+
+def worked_x2_with_lr() -> Worked:
+    x = torch.tensor([5.0], dtype=torch.float64, requires_grad=True)
+    steps, prev = [], 5.0
+    for _ in _steps([x], "gd", lambda: (x ** 2).sum(), 50, lr=0.1):
+        steps.append(abs(x.item() - prev))
+        prev = x.item()
+    picks = [1, 2, 3, 4, 5, 6, 7, 8, 10, 20, 50]
+    seed = [1.0, 0.8, 0.64, 0.512, 0.4096, 0.3277, 0.2621, 0.2621, 0.1342, 0.0144, 0.000017]
+    return Worked("x2_lr", "x^2 from x = 5 with learning rate 0.1",
+                  "gd with lr 0.1: x <- 0.8 x, so step k has size 0.8^(k-1) (x = 4 after step 1)",
+                  ("step size",), [f"iteration {k}" for k in picks],
+                  [(steps[k - 1],) for k in picks], [(s,) for s in seed],
+                  {7: "the seed repeats iteration 7's 0.2621; 0.8^7 = 0.2097"})
+
+
+_TABLE_X = [[1, 2], [2, 1], [3, 3], [4, 5], [5, 4], [6, 6]]
+_TABLE_Y = [5, 6, 10, 13, 14, 17]
+
+
+def worked_gd_table() -> Worked:
+    (step,) = _fit("gd", _TABLE_X, _TABLE_Y, 1, per_sample=False, lr=0.01)
+    return Worked("gd_table", "one full-batch gradient descent step on the 6-row table",
+                  "y_hat = w1 x1 + w2 x2 + b, loss = mean (y - y_hat)^2, from 0, lr 0.01",
+                  ("w1", "w2", "b"), ["after step 1"], [step], [(0.9033, 0.8967, 0.2167)])
+
+
+def worked_sgd_table() -> Worked:
+    ours = _fit("sgd", _TABLE_X, _TABLE_Y, 2, per_sample=True, lr=0.01)
+    return Worked("sgd_table", "per-sample SGD on the 6-row table",
+                  "one step per row, loss (y - y_hat)^2, from 0, lr 0.01",
+                  ("w1", "w2", "b"), ["after row 1", "after row 2"], ours,
+                  [(0.1, 0.2, 0.1), (0.32, 0.31, 0.21)])
+
+
+_LINE_X, _LINE_Y = [1, 2, 3], [2, 4, 6]
+_SEED_ADAM = [(0.1000, 0.1000), (0.2308, 0.2200), (0.3828, 0.3578), (0.4968, 0.4553),
+              (0.6194, 0.5609), (0.7515, 0.6809), (0.8579, 0.7753), (0.9642, 0.8690),
+              (1.0740, 0.9694)]
+
+
+def _swap(rows):
+    # _fit returns (slope, intercept); the seed's columns are (theta0 = intercept, theta1 = slope).
+    return [(b, w) for w, b in rows]
+
+
+def worked_sgd_line() -> Worked:
+    ours = _swap(_fit("sgd", _LINE_X, _LINE_Y, 9, per_sample=True, lr=0.1))
+    seed = [(0.4, 0.4), (0.96, 1.52), (1.056, 1.808), (0.8832, 1.6352), (0.8525, 1.5738),
+            (0.9377, 1.8295), (0.7843, 1.6761), (0.7570, 1.6215), (0.8327, 1.8486)]
+    return Worked("sgd_line", "per-sample SGD fitting y = theta0 + theta1 x to X=[1,2,3], Y=[2,4,6]",
+                  "loss (y_hat - y)^2, cyclic order, from 0, lr 0.1",
+                  ("theta0", "theta1"), [f"iteration {k}" for k in range(1, 10)], ours, seed)
+
+
+def adam_step_bound(t: int, betas=(0.9, 0.999)) -> float:
+    """Largest |m_hat / sqrt(v_hat)| any gradient sequence can give at step t (Cauchy-Schwarz):
+    so no Adam step moves a coordinate by more than lr times this."""
+    b1, b2 = betas
+    a = [(1 - b1) * b1 ** (t - i) / (1 - b1 ** t) for i in range(1, t + 1)]
+    c = [(1 - b2) * b2 ** (t - i) / (1 - b2 ** t) for i in range(1, t + 1)]
+    return math.sqrt(sum(ai * ai / ci for ai, ci in zip(a, c)))
+
+
+def worked_adam_line() -> Worked:
+    ours = _swap(_fit("adam", _LINE_X, _LINE_Y, 9, per_sample=True, lr=0.1))
+    bound = 0.1 * adam_step_bound(2)
+    notes = {1: f"not Adam: the seed moves theta0 by {0.2308 - 0.1:.4f} in step 2, but no "
+                f"gradients let Adam (lr 0.1, betas 0.9/0.999) move a coordinate by more than "
+                f"{bound:.4f} in step 2"}
+    for row in range(2, 9):
+        notes[row] = "continues from the seed's wrong step 2"
+    return Worked("adam_line", "Adam on the same line fit (per-sample, cyclic)",
+                  "torch Adam, lr 0.1, betas (0.9, 0.999), eps 1e-8, from 0",
+                  ("theta0", "theta1"), [f"iteration {k}" for k in range(1, 10)], ours,
+                  _SEED_ADAM, notes)
+
+
+WORKED = {f.__name__.removeprefix("worked_"): f for f in (
+    worked_x2_without_lr, worked_x2_with_lr, worked_gd_table, worked_sgd_table, worked_sgd_line,
+    worked_adam_line)}
+
+
+def worked_examples() -> list[Worked]:
+    return [make() for make in WORKED.values()]
+
+
+def format_worked(example: Worked) -> str:
+    lines = [example.title, f"  {example.setup}"]
+    width = max(len(r) for r in example.rows)
+    head = "  ".join(f"{c:>9}" for c in example.columns)
+    lines.append(f"  {'':{width}}  ours: {head}   seed: {head}")
+    for i, row in enumerate(example.rows):
+        ours = "  ".join(f"{v:9.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:9.2e}"
+                         for v in example.ours[i])
+        seed = "  ".join(f"{v:9.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:9.2e}"
+                         for v in example.seed[i])
+        verdict = "ok" if example.agrees(i) else f"DIFFERS: {example.notes.get(i, 'unexplained')}"
+        lines.append(f"  {row:{width}}        {ours}         {seed}   {verdict}")
+    return "\n".join(lines)
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lit_opt toy",
+                                     description="Toy problems and the seed's worked examples.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("worked", help="print the seed's worked examples beside ours")
+    sub.add_parser("list", help="list the toy functions and optimizers")
+    r = sub.add_parser("run", help="run optimizers on a toy function")
+    r.add_argument("--function", default="rosenbrock", help=f"one of: {', '.join(FUNCTIONS)}")
+    r.add_argument("--optimizer", action="append", default=None,
+                   help="registry name; repeat or comma-separate for several (default adam)")
+    r.add_argument("--lr", type=float, default=None, help="learning rate (default: each optimizer's)")
+    r.add_argument("--steps", type=int, default=200, help="number of steps (default 200)")
+    r.add_argument("--start", default=None, help="start point, e.g. -1.2,1 (default: the function's)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="another hyperparameter, for every optimizer that has it (repeatable)")
+    r.add_argument("--png", default=None, help="write the trajectories over the contours here")
+    return parser
+
+
+def _run_command(args) -> int:
+    spec = function(args.function)
+    opts = [info(n).name for item in (args.optimizer or ["adam"]) for n in item.split(",") if n]
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1; got {args.steps}")
+    start = None
+    if args.start is not None:
+        try:
+            start = [float(v) for v in args.start.split(",")]
+        except ValueError:
+            raise ValueError(f"--start must be {spec.dim} comma-separated numbers") from None
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE; got {item!r}")
+        extra[key.strip()] = value.strip()
+    if args.lr is not None:
+        extra["lr"] = args.lr
+    per_opt = {}
+    for name in opts:
+        keys = {hp.name for hp in schema(name)}
+        if name == "sam":  # SAM also takes its base optimizer's keys
+            keys |= set(validate("sam", **({"base": extra["base"]} if "base" in extra else {})))
+        per_opt[name] = {k: v for k, v in extra.items() if k in keys}
+    unused = set(extra) - {k for hp in per_opt.values() for k in hp}
+    if unused:
+        raise ValueError(f"no chosen optimizer has {', '.join(sorted(unused))}")
+    for name in opts:
+        validate(name, **per_opt[name])  # every error before the first step
+
+    trajectories = [run(spec, name, steps=args.steps, start=start, **per_opt[name])
+                    for name in opts]
+    goal = np.array(spec.minimum)
+    print(f"{spec.name}: {spec.description}; start {tuple(trajectories[0].points[0])}, "
+          f"minimum {spec.minimum}, {args.steps} steps")
+    for traj in trajectories:
+        end = traj.points[-1]
+        where = ", ".join(f"{v:.4f}" for v in end)
+        print(f"  {traj.label:24} final ({where})  f = {traj.losses[-1]:.4g}  "
+              f"distance to minimum {np.linalg.norm(end - goal):.4g}")
+    if args.png:
+        plot(trajectories, spec, args.png)
+        print(f"wrote {args.png}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m lit_opt toy ...`; argv is what follows `toy`."""
+    if argv is None:
+        argv = sys.argv[1:]
+        if argv[:1] == ["toy"]:
+            argv = argv[1:]
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit:  # argparse has printed its message; hand back its code
+        return int(exit.code or 0)
+    try:
+        if args.command == "worked":
+            print("\n\n".join(format_worked(w) for w in worked_examples()))
+            return 0
+        if args.command == "list":
+            print("functions:  " + ", ".join(FUNCTIONS))
+            print("optimizers: " + ", ".join(names()))
+            return 0
+        return _run_command(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
