@@ -103,7 +103,12 @@ class ShuffledBatches:
         return torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(_mix(self.seed, epoch)))
 
     def __iter__(self) -> Iterator[Batch]:
-        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch + 1
+        if self.epoch_fn is not None:
+            epoch = self.epoch_fn()
+        elif self._resuming and self.pos < len(self):
+            epoch = self.epoch
+        else:
+            epoch = self.epoch + 1
         if not (self._resuming and epoch == self.epoch and self.pos < len(self)):
             self.pos = 0
         self.epoch, self._resuming = epoch, False

@@ -252,18 +252,22 @@ def _load_image_folder(root: Path, split: str) -> tuple[torch.Tensor, torch.Tens
 
 
 def _decode_all(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    """Decode every picture once (the result is cached): PIL, since torchvision.io's decoders
+    are deprecated. All pictures must share the first one's size; colour if it is colour."""
+    import numpy as np
+    from PIL import Image
 
-    first = decode_image(read_file(str(files[0][0])))
-    mode = ImageReadMode.RGB if first.shape[0] >= 3 else ImageReadMode.GRAY
-    shape = (3 if mode == ImageReadMode.RGB else 1, *first.shape[1:])
-    images = torch.empty((len(files), *shape), dtype=torch.uint8)
+    with Image.open(files[0][0]) as first:
+        mode = "L" if first.mode in ("1", "L", "I;16", "I") else "RGB"
+        size = first.size
+    channels = 1 if mode == "L" else 3
+    images = torch.empty((len(files), channels, size[1], size[0]), dtype=torch.uint8)
     for i, (path, _) in enumerate(files):
-        img = decode_image(read_file(str(path)), mode=mode)
-        if img.shape != images.shape[1:]:
-            raise ConfigError(f"{path} is {tuple(img.shape[1:])} pixels but the first image is "
-                              f"{tuple(shape[1:])}; every image in an image folder must be one size")
-        images[i] = img
+        with Image.open(path) as img:
+            if img.size != size:
+                raise ConfigError(f"{path} is {img.size[0]}x{img.size[1]} pixels but the first image is "
+                                  f"{size[0]}x{size[1]}; every image in an image folder must be one size")
+            array = np.asarray(img.convert(mode))
+        images[i] = torch.from_numpy(array.reshape(size[1], size[0], channels)).permute(2, 0, 1)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     return images, labels
-

@@ -399,10 +399,15 @@ def _run_command(args) -> int:
     trajectories = [run(spec, name, steps=args.steps, start=start, **per_opt[name])
                     for name in opts]
     goal = np.array(spec.minimum)
-    print(f"{spec.name}: {spec.description}; start {tuple(trajectories[0].points[0])}, "
-          f"minimum {spec.minimum}, {args.steps} steps")
+    start_text = ", ".join(f"{v:g}" for v in trajectories[0].points[0])
+    print(f"{spec.name}: {spec.description}; start ({start_text}), minimum {spec.minimum}, "
+          f"{args.steps} steps")
     for traj in trajectories:
         end = traj.points[-1]
+        if not np.isfinite(traj.losses).all():
+            first = int(np.argmin(np.isfinite(traj.losses)))
+            print(f"  {traj.label:24} diverged at step {first} (loss not finite); lower the lr")
+            continue
         where = ", ".join(f"{v:.4f}" for v in end)
         print(f"  {traj.label:24} final ({where})  f = {traj.losses[-1]:.4g}  "
               f"distance to minimum {np.linalg.norm(end - goal):.4g}")

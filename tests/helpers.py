@@ -1,0 +1,76 @@
+"""Helpers the tests pass to the CLI as callbacks, and small-dataset writers."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+from lightning.pytorch.callbacks import Callback
+
+
+class StopAtStep(Callback):
+    """Press the run's Stop button (StopOnRequest) once the given global step is reached."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.step:
+            from lit_opt.runs import stop_callback
+
+            stop_callback(trainer).request_stop()
+
+
+def images_for(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """n distinct random uint8 images (N, *shape)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, *shape), dtype=np.uint8)
+    flat = images.reshape(n, -1)
+    flat[:, 0] = np.arange(n) % 256  # with the next pixel, makes every image distinct
+    flat[:, 1] = np.arange(n) // 256
+    return images
+
+
+def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray, gz: bool = False) -> list[Path]:
+    """MNIST's idx format: big-endian magic 2051 (images) / 2049 (labels) and dimensions."""
+    folder.mkdir(parents=True, exist_ok=True)
+    n, h, w = images.shape
+    img = np.array([2051, n, h, w], dtype=">i4").tobytes() + images.tobytes()
+    lab = np.array([2049, n], dtype=">i4").tobytes() + labels.astype(np.uint8).tobytes()
+    paths = []
+    for name, blob in ((f"{prefix}-images-idx3-ubyte", img), (f"{prefix}-labels-idx1-ubyte", lab)):
+        path = folder / (name + (".gz" if gz else ""))
+        path.write_bytes(gzip.compress(blob) if gz else blob)
+        paths.append(path)
+    return paths
+
+
+def write_cifar(root: Path, kind: str, train: tuple, test: tuple, class_names: list[str]) -> dict[str, str]:
+    """CIFAR-10/100 python pickles as torchvision reads them; returns file name -> md5."""
+    import hashlib
+
+    folder = root / ("cifar-10-batches-py" if kind == "cifar10" else "cifar-100-python")
+    folder.mkdir(parents=True, exist_ok=True)
+    label_key = "labels" if kind == "cifar10" else "fine_labels"
+
+    def dump(name, images, labels):
+        # torchvision expects rows of 3072 bytes: R plane, G plane, B plane.
+        blob = {"data": images.reshape(len(images), -1), label_key: [int(v) for v in labels]}
+        if kind == "cifar100":
+            blob["coarse_labels"] = [0] * len(labels)
+        (folder / name).write_bytes(pickle.dumps(blob))
+
+    if kind == "cifar10":
+        xs, ys = np.array_split(train[0], 5), np.array_split(train[1], 5)
+        for i in range(5):
+            dump(f"data_batch_{i + 1}", xs[i], ys[i])
+        dump("test_batch", *test)
+        (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": class_names}))
+    else:
+        dump("train", *train)
+        dump("test", *test)
+        (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": class_names,
+                                                     "coarse_label_names": ["all"]}))
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
