@@ -56,7 +56,7 @@ class LitOptCLI(LightningCLI):
         parser.link_arguments("data.info", "model.data_info", apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs):
-        cfg = self.config[self.subcommand]
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer_cfg = self._get(self.config_init, "trainer", default={}) or {}
         if self.subcommand == "fit":
             self.run_dir = self._fit_run_dir(cfg)

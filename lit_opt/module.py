@@ -245,11 +245,7 @@ class ClassifierModule(L.LightningModule):
     # --- optimizer ---------------------------------------------------------------------
 
     def on_fit_start(self) -> None:
-        precision = str(self.trainer.precision)
-        if self.optimizer_info.needs_closure and precision.startswith("16"):
-            raise ConfigError(f"{self.hparams.optimizer} needs two gradient passes per step, which fp16 mixed "
-                              f"precision cannot give it (its loss scaler steps without the closure); "
-                              f"use --trainer.precision bf16-mixed or 32")
+        check_precision(self.hparams.optimizer, str(self.trainer.precision))
 
     def configure_optimizers(self):
         hp = dict(self.optimizer_hparams)
@@ -289,6 +285,14 @@ class ClassifierModule(L.LightningModule):
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def check_precision(optimizer: str, precision: str) -> None:
+    """SAM needs its closure run inside step; fp16's gradient scaler steps without it."""
+    if optim.info(optimizer).needs_closure and precision.startswith("16"):
+        raise ConfigError(f"{optimizer} needs two gradient passes per step, which fp16 mixed precision "
+                          f"cannot give it (its loss scaler steps without the closure); use "
+                          f"--trainer.precision bf16-mixed or 32")
 
 
 def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ class StopAtStep(Callback):
         self.step = step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.step:
+        if trainer.global_step == self.step:  # once: a resumed run starts past it
             from lit_opt.runs import stop_callback
 
             stop_callback(trainer).request_stop()
