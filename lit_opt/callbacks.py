@@ -100,12 +100,25 @@ class StopOnRequest(Callback):
             self._previous_handler = None
 
 
+def snapshot(pl_module) -> dict[str, Any]:
+    """Copies, as numpy arrays, of what the live views draw: the latest validation confusion
+    matrix (rows true, columns predicted) and the weights of every Linear/Conv2d layer."""
+    from lit_opt.nets import weight_layers
+
+    cm = getattr(pl_module, "val_confusion_matrix", None)
+    return {"val/confusion": None if cm is None else cm.numpy().copy(),
+            "weights": {name: layer.weight.detach().float().cpu().numpy().copy()
+                        for name, layer in weight_layers(pl_module.net).items()}}
+
+
 class EpochSummary(Callback):
     """Time each epoch's training (validation excluded) and report one row per epoch.
 
     Row keys: epoch, step, train/loss, train/acc, val/loss, val/acc, train/epoch_time,
-    train/samples_per_sec, train/lr (absent values are None). `step_listener`, if given,
-    gets {"epoch", "step", "batch", "train/loss"} after every training batch.
+    train/samples_per_sec, train/lr (absent values are None). The `listener` gets the row
+    plus `snapshot(pl_module)` (confusion matrix, weights). `step_listener`, if given, gets
+    {"epoch", "step", "batch", "train/loss"} after every training batch. Listeners run in
+    the training thread and receive copies, never live tensors.
     """
 
     def __init__(self, listener: Optional[Listener] = None, step_listener: Optional[Listener] = None):
@@ -145,7 +158,7 @@ class EpochSummary(Callback):
                "train/samples_per_sec": speed, "train/lr": lr}
         self.rows.append(row)
         if self.listener is not None:
-            self.listener(row)
+            self.listener({**row, **snapshot(pl_module)})
 
 
 class RunFiles(Callback):

@@ -1,4 +1,9 @@
-"""LitOptCLI: LightningCLI for fit/validate/test/predict, with lit_opt's run folders.
+"""LitOptCLI: LightningCLI for fit/validate/test/predict, with lit_opt's run folders;
+and FitJob, the same fit prepared from a config dict for programs (the desktop app).
+
+    job = prepare_fit({"model": {"optimizer": "adam"}, "data": {"name": "mnist"}})
+    job.listen(epoch=print)           # plain dicts, one per epoch
+    summary = job.run()               # fit, then test best.ckpt; job.request_stop() from any thread
 
 - The data module's shape, class names and statistics are linked into the model
   (`model.data_info`), so they are never typed twice and land in every checkpoint.
@@ -37,9 +42,13 @@ TRAINER_DEFAULTS = {
 
 
 class LitOptCLI(LightningCLI):
-    def __init__(self, args=None, run: bool = True):
+    """`fit_ckpt_path`/`prepare_fit` serve run=False use: build a fit run without starting it."""
+
+    def __init__(self, args=None, run: bool = True, prepare_fit: bool = False,
+                 fit_ckpt_path: Optional[str] = None):
         self.run_dir: Optional[Path] = None
         self.summary: Optional[dict] = None
+        self._prepare_fit, self._fit_ckpt_path = prepare_fit, fit_ckpt_path
         super().__init__(
             ClassifierModule, ClassificationDataModule, args=args, run=run,
             auto_configure_optimizers=False, seed_everything_default=0,
@@ -58,7 +67,7 @@ class LitOptCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer_cfg = self._get(self.config_init, "trainer", default={}) or {}
-        if self.subcommand == "fit":
+        if self.subcommand == "fit" or self._prepare_fit:
             self.run_dir = self._fit_run_dir(cfg)
             kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []), *run_callbacks(self.run_dir)]
             if trainer_cfg.get("logger") in (None, True):
@@ -76,7 +85,7 @@ class LitOptCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def _fit_run_dir(self, cfg) -> Path:
-        ckpt = cfg.get("ckpt_path")
+        ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path
         if ckpt:
             if not Path(ckpt).is_file():
                 from lit_opt.errors import CheckpointError
@@ -91,17 +100,72 @@ class LitOptCLI(LightningCLI):
         return new_run_dir(cfg.run.root, cfg.run.name, default)
 
     def after_fit(self) -> None:
-        trainer, cfg = self.trainer, self.config["fit"]
-        best = trainer.checkpoint_callback
-        summary = {"run_dir": str(self.run_dir), "epochs": trainer.current_epoch,
-                   "global_step": trainer.global_step,
-                   "best_val_acc": _num(best.best_model_score) if best else None}
-        if cfg.run.test and best is not None and best.best_model_path:
-            results = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best.best_model_path)
-            summary.update({k: _num(v) for k, v in results[0].items() if "/acc_class/" not in k})
-        if trainer.is_global_zero:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        self.summary = summary
+        cfg = self.config["fit"]
+        self.summary = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, cfg.run.test)
+
+
+def finish_fit(trainer, model, datamodule, run_dir: Path, test: bool = True) -> dict:
+    """After fit: test best.ckpt (if asked) and write summary.json; returns the summary."""
+    best = trainer.checkpoint_callback
+    summary = {"run_dir": str(run_dir), "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+               "best_val_acc": _num(best.best_model_score) if best else None}
+    if test and best is not None and best.best_model_path:
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path,
+                               verbose=trainer.progress_bar_callback is not None)
+        summary.update({k: _num(v) for k, v in results[0].items() if "/acc_class/" not in k})
+    if trainer.is_global_zero:
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+class FitJob:
+    """A fit run built from a config, ready to start: the desktop app's way to train."""
+
+    def __init__(self, cli: LitOptCLI, ckpt_path: Optional[str]):
+        self.cli, self.ckpt_path = cli, ckpt_path
+        self.trainer, self.model, self.datamodule = cli.trainer, cli.model, cli.datamodule
+        self.run_dir: Path = cli.run_dir
+        self.config: dict = _plain(cli)  # the resolved config, as config.yaml will hold it
+
+    def listen(self, epoch=None, step=None) -> None:
+        """Call `epoch(row)` after every epoch and `step(row)` after every training batch."""
+        from lit_opt.callbacks import EpochSummary
+
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, EpochSummary):
+                cb.listener, cb.step_listener = epoch, step
+
+    def request_stop(self) -> None:
+        """Thread-safe: the run ends after the current batch, keeping a resumable last.ckpt."""
+        from lit_opt.runs import stop_callback
+
+        stop_callback(self.trainer).request_stop()
+
+    def run(self) -> dict:
+        self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.ckpt_path)
+        return finish_fit(self.trainer, self.model, self.datamodule, self.run_dir,
+                          bool(self.cli.config.run.test))
+
+
+def prepare_fit(config, ckpt_path: Optional[str] = None) -> FitJob:
+    """Build a fit run from a config dict or YAML file (the CLI's format); nothing runs yet.
+
+    With `ckpt_path` inside a run folder, the run resumes there. Keys the run cannot take
+    (like the CLI's own `ckpt_path`) are dropped; unknown keys are an error, as on the CLI.
+    """
+    import yaml
+
+    if not isinstance(config, dict):
+        config = yaml.safe_load(Path(config).read_text()) or {}
+    config = {k: v for k, v in config.items() if k not in ("ckpt_path", "subcommand")}
+    cli = LitOptCLI(args=config, run=False, prepare_fit=True, fit_ckpt_path=ckpt_path)
+    return FitJob(cli, ckpt_path)
+
+
+def _plain(cli: LitOptCLI) -> dict:
+    import yaml
+
+    return yaml.safe_load(cli.parser.dump(cli.config, format="yaml"))
 
 
 def _num(value) -> Optional[float]:
