@@ -254,7 +254,7 @@ class ClassifierModule(L.LightningModule):
         opt = optim.build(self.hparams.optimizer, groups, **hp)
         steps_per_epoch = 1 if self.optimizer_info.full_batch else None
         scheduler, interval = build_scheduler(self.hparams.scheduler, self.scheduler_args, opt,
-                                              self.trainer, steps_per_epoch)
+                                              self._trainer, steps_per_epoch)
         self._scheduler_interval = interval
         if scheduler is None:
             return opt
