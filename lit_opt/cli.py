@@ -31,6 +31,7 @@ TRAINER_COMMANDS = {
 # name -> ("module:function", description); the function takes argv and returns an exit code.
 OTHER_COMMANDS: dict[str, tuple[str, str]] = {
     "toy": ("lit_opt.toy:main", "optimizers on 1-D/2-D toy functions and the seminar's worked examples"),
+    "classify": ("lit_opt.inference:main", "classify pictures with a trained checkpoint"),
 }
 
 USAGE = """usage: python -m lit_opt SUBCOMMAND [options]

@@ -67,10 +67,18 @@ def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 class Batches:
-    """Batches over in-memory tensors in their stored order (validation, test, predict)."""
+    """Batches over in-memory tensors in their stored order (validation, test, predict).
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int):
-        self.images, self.labels, self.batch_size = images, labels, batch_size
+    Under DDP each rank takes a contiguous slice, so across ranks every sample is seen
+    exactly once (ranks may then run different numbers of batches: evaluation has no
+    per-step collective, and the metrics are reduced once at the end of the epoch).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 rank: int = 0, world_size: int = 1):
+        n = len(labels)
+        lo, hi = rank * n // world_size, (rank + 1) * n // world_size
+        self.images, self.labels, self.batch_size = images[lo:hi], labels[lo:hi], batch_size
 
     def __len__(self) -> int:
         return -(-len(self.labels) // self.batch_size)
@@ -86,18 +94,27 @@ class ShuffledBatches:
     `epoch_fn` says which epoch is running (the Trainer's); without it the batcher counts
     its own passes. All work happens lazily inside the generator, so an `iter()` that is
     never advanced (Lightning probes loaders that way) changes nothing.
+
+    Under DDP every rank draws the same permutation and takes every world_size-th sample
+    of it (rank r: perm[r::world_size]), so the shards are disjoint and cover the set; every
+    rank runs the same number of batches (each step all-reduces gradients), which can leave
+    a rank one empty final batch when the set does not divide evenly. No sample is repeated.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
-                 augment: bool = False, epoch_fn: Optional[Callable[[], int]] = None):
+                 augment: bool = False, epoch_fn: Optional[Callable[[], int]] = None,
+                 rank: int = 0, world_size: int = 1):
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.seed, self.augment, self.epoch_fn = seed, augment, epoch_fn
+        self.rank, self.world_size = rank, world_size
         self.epoch = -1  # the epoch whose permutation is being served
         self.pos = 0  # batches of it served so far
         self._resuming = False
+        self.last_indices: Optional[torch.Tensor] = None  # dataset indices of the latest batch
 
     def __len__(self) -> int:
-        return -(-len(self.labels) // self.batch_size)
+        per_rank = -(-len(self.labels) // self.world_size)
+        return -(-per_rank // self.batch_size)
 
     def permutation(self, epoch: int) -> torch.Tensor:
         return torch.randperm(len(self.labels), generator=torch.Generator().manual_seed(_mix(self.seed, epoch)))
@@ -112,13 +129,14 @@ class ShuffledBatches:
         if not (self._resuming and epoch == self.epoch and self.pos < len(self)):
             self.pos = 0
         self.epoch, self._resuming = epoch, False
-        perm = self.permutation(epoch)
+        mine = self.permutation(epoch)[self.rank::self.world_size]
         while self.pos < len(self):
-            idx = perm[self.pos * self.batch_size:(self.pos + 1) * self.batch_size]
+            idx = mine[self.pos * self.batch_size:(self.pos + 1) * self.batch_size]
             images = self.images[idx]
             if self.augment:
                 images = random_crop_flip(images, 4, torch.Generator().manual_seed(_mix(self.seed, epoch, self.pos)))
             self.pos += 1
+            self.last_indices = idx
             yield images, self.labels[idx]
 
     # Lightning saves these in the checkpoint (the loader is `_Stateful`) and restores them.
@@ -235,19 +253,26 @@ class ClassificationDataModule(L.LightningDataModule):
     def _current_epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
+    def _shard(self) -> dict:
+        """This process's place among the DDP processes (rank 0 of 1 without a Trainer)."""
+        if self.trainer is None:
+            return {"rank": 0, "world_size": 1}
+        return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
+
     def train_dataloader(self) -> ShuffledBatches:
         assert self.train_set is not None, "call setup('fit') first"
+        # Every rank must draw the same permutation: the seed comes from the config, not the rank.
         seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed() % 2**31
         epoch_fn = self._current_epoch if self.trainer is not None else None
-        return ShuffledBatches(*self.train_set, self.batch_size, seed, self.augment, epoch_fn)
+        return ShuffledBatches(*self.train_set, self.batch_size, seed, self.augment, epoch_fn, **self._shard())
 
     def val_dataloader(self) -> Batches:
         assert self.val_set is not None, "call setup('fit') first"
-        return Batches(*self.val_set, self.eval_batch_size)
+        return Batches(*self.val_set, self.eval_batch_size, **self._shard())
 
     def test_dataloader(self) -> Batches:
         assert self.test_set is not None, "call setup('test') first"
-        return Batches(*self.test_set, self.eval_batch_size)
+        return Batches(*self.test_set, self.eval_batch_size, **self._shard())
 
     def predict_dataloader(self) -> Batches:
         return self.test_dataloader()

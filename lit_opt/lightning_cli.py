@@ -27,10 +27,10 @@ from lit_opt.runs import (
     DEFAULT_ROOT,
     AtomicCheckpointIO,
     default_run_name,
-    new_run_dir,
     run_callbacks,
     run_dir_of_checkpoint,
     run_logger,
+    shared_run_dir,
 )
 
 TRAINER_DEFAULTS = {
@@ -96,8 +96,8 @@ class LitOptCLI(LightningCLI):
                 stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
                 self.save_config_kwargs["config_filename"] = f"config.resumed-{stamp}.yaml"
                 return run_dir
-        default = default_run_name(cfg.data.name, cfg.model.net, cfg.model.optimizer)
-        return new_run_dir(cfg.run.root, cfg.run.name, default)
+        return shared_run_dir(cfg.run.root, cfg.run.name,
+                              default_run_name(cfg.data.name, cfg.model.net, cfg.model.optimizer))
 
     def after_fit(self) -> None:
         cfg = self.config["fit"]

@@ -24,7 +24,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lit_opt import nets, optim
@@ -111,6 +111,8 @@ class ClassifierModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(k, average="micro")
         self.test_acc = MulticlassAccuracy(k, average="micro")
         self.val_acc_best = MaxMetric()
+        # Means weighted by batch size, reduced across DDP processes once per epoch (in compute).
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_confusion = MulticlassConfusionMatrix(k)
         self.test_confusion = MulticlassConfusionMatrix(k)
         # Latest confusion matrices (rows: true class, columns: predicted), for callbacks and files.
@@ -129,8 +131,12 @@ class ClassifierModule(L.LightningModule):
             return torch.zeros((), device=self.device)
         return self.hparams.l2 * torch.stack([p.pow(2).sum() for p in self._decay_params]).sum()
 
-    def _data_loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+    def _data_loss(self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+        if y.numel() == 0:
+            # A DDP rank's empty last batch: zero loss that still reaches every parameter, so
+            # the gradient all-reduce every rank takes part in still happens.
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing, reduction=reduction)
 
     # --- training ----------------------------------------------------------------------
 
@@ -148,33 +154,51 @@ class ClassifierModule(L.LightningModule):
 
     def _log_train(self, loss, ce, logits, y) -> None:
         n = len(y)
-        self.log("train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        if n == 0:
+            return
+        # Step values are this process's; epoch values are reduced across DDP processes once,
+        # at the epoch's end (metric objects sync in compute; sync_dist on an epoch-only value
+        # syncs at the epoch's end, not every step).
+        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.train_loss.update(loss.detach(), weight=n)
+        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
         if self.hparams.l2:
-            self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, batch_size=n)
-            self.log("train/l2", (loss - ce).detach(), on_step=False, on_epoch=True, batch_size=n)
+            self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+            self.log("train/l2", (loss - ce).detach(), on_step=False, on_epoch=True, batch_size=n,
+                     sync_dist=True)
         self.train_acc(logits.detach(), y)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
 
     def _full_batch_step(self, x, y, batch_idx: int):
-        """gd: sum per-sample gradients over the epoch, step once with their mean."""
+        """gd: sum per-sample gradients over the epoch, step once with their mean.
+
+        Under DDP each backward all-reduces (averages) the gradient across the W processes,
+        so the accumulated gradient is (sum over all samples) / W: it is scaled by W / N,
+        N counted over all processes, which gives the whole set's mean gradient exactly.
+        """
         opt = self.optimizers()
         if batch_idx == 0:
             opt.zero_grad()
             self._gd_samples = 0
         logits = self.net(x)
-        ce = self._data_loss(logits, y)
-        self.manual_backward(ce * len(y))  # sum over the batch; divided by the set's size below
+        ce_sum = self._data_loss(logits, y, reduction="sum")
+        self.manual_backward(ce_sum)
         self._gd_samples += len(y)
         penalty = self.l2_penalty()  # weights are fixed within the epoch: same value every batch
         if batch_idx == self.trainer.num_training_batches - 1:
+            count = torch.tensor(float(self._gd_samples), device=self.device)
+            total = float(self.trainer.strategy.reduce(count, reduce_op="sum"))
+            scale = self.trainer.world_size / total
             for p in self.net.parameters():
                 if p.grad is not None:
-                    p.grad.div_(self._gd_samples)
-            if penalty.requires_grad:
-                self.manual_backward(penalty)
+                    p.grad.mul_(scale)
+            if self.hparams.l2:  # d/dw lambda*sum(w^2) = 2*lambda*w, added directly: no extra all-reduce
+                for p in self._decay_params:
+                    p.grad.add_(p.detach(), alpha=2 * self.hparams.l2)
             opt.step()
             self._step_schedulers("step")
-        self._log_train(ce + penalty, ce, logits, y)
+        if len(y):
+            self._log_train(ce_sum / len(y) + penalty, ce_sum / len(y), logits, y)
 
     def _closure_step(self, x, y, loss) -> None:
         """SAM: gradient at w, then the optimizer perturbs w, calls the closure, restores, steps."""
@@ -207,8 +231,9 @@ class ClassifierModule(L.LightningModule):
     def _eval_step(self, batch, prefix: str, acc, confusion) -> None:
         x, y = batch
         logits = self.net(x)
-        self.log(f"{prefix}/loss", F.cross_entropy(logits, y), on_step=False, on_epoch=True,
-                 prog_bar=prefix == "val", batch_size=len(y))
+        mean_loss = getattr(self, f"{prefix}_loss")
+        mean_loss.update(F.cross_entropy(logits, y), weight=len(y))
+        self.log(f"{prefix}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=prefix == "val")
         acc(logits, y)
         confusion.update(logits, y)
         self.log(f"{prefix}/acc", acc, on_step=False, on_epoch=True, prog_bar=prefix == "val")
@@ -224,7 +249,8 @@ class ClassifierModule(L.LightningModule):
         confusion.reset()
         per_class = per_class_accuracy(cm)
         for name, value in zip(self.class_names, per_class.tolist()):
-            self.log(f"{prefix}/acc_class/{name}", value, on_step=False, on_epoch=True)
+            # Already reduced across processes (the confusion matrix syncs in compute).
+            self.log(f"{prefix}/acc_class/{name}", value, on_step=False, on_epoch=True, rank_zero_only=True)
         return cm
 
     def on_validation_epoch_end(self) -> None:

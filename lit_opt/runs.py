@@ -60,6 +60,46 @@ def new_run_dir(root: str | os.PathLike, name: Optional[str], default_name: str)
     raise ConfigError(f"could not find a free run folder name in {root}")
 
 
+RUN_DIR_ENV = "LIT_OPT_RUN_DIR"
+
+
+def process_rank() -> int:
+    """This process's global rank as the launcher set it (0 when not distributed)."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if os.environ.get(key, "").isdigit():
+            return int(os.environ[key])
+    return 0
+
+
+def _job_id() -> Optional[str]:
+    """The id of a job whose processes were all started together by torchrun or SLURM."""
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        return os.environ["TORCHELASTIC_RUN_ID"]
+    if os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
+        return os.environ["SLURM_JOB_ID"]
+    return None
+
+
+def shared_run_dir(root: str | os.PathLike, name: Optional[str], default_name: str) -> Path:
+    """The run folder every process of a (possibly distributed) run agrees on.
+
+    One process, or rank 0 of Lightning's own DDP launcher: a fresh folder, recorded in
+    $LIT_OPT_RUN_DIR, which the processes the launcher starts later inherit and reuse.
+    Processes started together by torchrun or SLURM cannot wait for each other: they
+    all use --run.name, or a name made from the job id.
+    """
+    job = _job_id()
+    if job is None:
+        if process_rank() > 0 and os.environ.get(RUN_DIR_ENV):
+            return Path(os.environ[RUN_DIR_ENV])
+        path = new_run_dir(root, name, default_name)
+        os.environ[RUN_DIR_ENV] = str(path.resolve())
+        return path
+    path = Path(root) / (name or f"{default_name.rsplit('-', 2)[0]}-job{job}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def run_dir_of_checkpoint(ckpt_path: str | os.PathLike) -> Optional[Path]:
     """The run folder a checkpoint sits in, if it sits in one (it holds a config.yaml)."""
     folder = Path(ckpt_path).resolve().parent

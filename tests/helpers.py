@@ -74,3 +74,34 @@ def write_cifar(root: Path, kind: str, train: tuple, test: tuple, class_names: l
         (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": class_names,
                                                      "coarse_label_names": ["all"]}))
     return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+class RecordIndices(Callback):
+    """Write, per process, the training-set indices of every batch it trained on (one JSON file)."""
+
+    def __init__(self, out_dir: str):
+        self.out_dir, self.seen = Path(out_dir), {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        batcher = trainer.train_dataloader
+        self.seen.setdefault(str(trainer.current_epoch), []).extend(batcher.last_indices.tolist())
+
+    def on_train_end(self, trainer, pl_module):
+        import json
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
+
+
+class DumpMetrics(Callback):
+    """Write the reduced epoch metrics after validation (rank 0) to a JSON file."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def on_validation_end(self, trainer, pl_module):
+        import json
+
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            self.path.write_text(json.dumps(metrics))
