@@ -1,0 +1,124 @@
+"""Seconds per training epoch: lit_opt's CLI path against a plain PyTorch loop and the
+tutorial torchvision pipeline, on the same MNIST training images, in one process.
+
+    LIT_OPT_DATA=../shared/datasets python benchmarks/epoch.py [--repeats 3] [--nets mlp lenet5]
+
+(a) plain: a hand-written loop over the same in-memory uint8 tensors (normalized per batch),
+(b) lit_opt: `python -m lit_opt fit` through `lit_opt.cli.main`, marginal epoch time
+    (train/epoch_time of epochs after the first, so start-up is not counted),
+(c) tutorial: torchvision MNIST + ToTensor + Normalize + DataLoader(shuffle=True).
+Batch 100, SGD lr 0.1, the same net and thread count for all three, run alternately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lit_opt import nets  # noqa: E402
+from lit_opt.cli import main as lit_opt_main  # noqa: E402
+from lit_opt.data import ClassificationDataModule, normalize  # noqa: E402
+
+NET_ARGS = {"mlp": "{hidden: deep}", "lenet5": "{}"}
+
+
+def plain_epoch(net_name: str, images, labels, mean, std) -> float:
+    torch.manual_seed(0)
+    net = nets.build(net_name, (1, 28, 28), 10)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    perm = torch.randperm(len(labels))
+    start = time.perf_counter()
+    for i in range(0, len(labels), 100):
+        idx = perm[i:i + 100]
+        x = normalize(images[idx], mean, std)
+        loss = F.cross_entropy(net(x), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def tutorial_epoch(net_name: str, data_dir: str) -> float:
+    import torchvision
+    from torch.utils.data import DataLoader
+
+    tf = torchvision.transforms.Compose([torchvision.transforms.ToTensor(),
+                                         torchvision.transforms.Normalize((0.1307,), (0.3081,))])
+    ds = torchvision.datasets.MNIST(data_dir, train=True, transform=tf)
+    ds = torch.utils.data.Subset(ds, range(55_000))  # the same number of images as (a) and (b)
+    torch.manual_seed(0)
+    net = nets.build(net_name, (1, 28, 28), 10)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    start = time.perf_counter()
+    for x, y in DataLoader(ds, batch_size=100, shuffle=True):
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - start
+
+
+def lit_opt_epochs(net_name: str, data_dir: str, epochs: int, extra: list[str]) -> list[float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        code = lit_opt_main(["fit", "--data.data_dir", data_dir, "--data.batch_size", "100",
+                             "--model.net", net_name, "--model.net_args", NET_ARGS[net_name],
+                             "--model.optimizer", "sgd", "--model.lr", "0.1",
+                             "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu",
+                             "--run.test", "false", "--run.root", tmp, *extra])
+        assert code == 0
+        run = next(Path(tmp).iterdir())
+        with (run / "epochs.csv").open() as f:
+            return [float(r["train/epoch_time"]) for r in csv.DictReader(f)][1:]
+
+
+def summary(xs: list[float]) -> str:
+    return f"{statistics.median(xs):6.2f} s (min {min(xs):.2f}, max {max(xs):.2f}, n={len(xs)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--nets", nargs="+", default=["mlp", "lenet5"])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--progress-bar", action="store_true", help="keep lit_opt's progress bar on")
+    args = parser.parse_args()
+    data_dir = os.environ.get("LIT_OPT_DATA") or sys.exit("set LIT_OPT_DATA to the datasets folder")
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    dm = ClassificationDataModule("mnist", data_dir=data_dir)
+    dm.setup("fit")
+    images, labels = dm.train_set
+    extra = [] if args.progress_bar else ["--trainer.enable_progress_bar", "false"]
+
+    ratios = []
+    print(f"torch {torch.__version__}, {args.threads} threads, {len(labels)} images, batch 100")
+    print(f"{'net':<8} {'path':<10} seconds per epoch")
+    for net_name in args.nets:
+        plain, lit, tutorial = [], [], []
+        for _ in range(args.repeats):
+            plain.append(plain_epoch(net_name, images, labels, dm.info["mean"], dm.info["std"]))
+            lit += lit_opt_epochs(net_name, data_dir, 2, extra)
+            tutorial.append(tutorial_epoch(net_name, data_dir))
+        print(f"{net_name:<8} {'(a) plain':<10} {summary(plain)}")
+        print(f"{net_name:<8} {'(b) lit_opt':<10} {summary(lit)}")
+        print(f"{net_name:<8} {'(c) tutorial':<10} {summary(tutorial)}")
+        b_a = statistics.median(lit) / statistics.median(plain)
+        c_b = statistics.median(tutorial) / statistics.median(lit)
+        ratios.append(f"{net_name}: b/a {b_a:.2f}, c/b {c_b:.2f}")
+    print("ratios: " + "; ".join(ratios))
+
+
+if __name__ == "__main__":
+    main()
