@@ -64,23 +64,36 @@ def main(argv: Optional[list[str]] = None) -> int:
     return run_trainer_command(command, rest)
 
 
-def _with_run_config(command: str, args: list[str]) -> list[str]:
-    """`fit --ckpt_path RUN/last.ckpt` with no --config resumes with RUN's own config.yaml."""
-    if command != "fit" or any(a in ("--config", "-c") or a.startswith("--config=") for a in args):
-        return args
-    ckpt = None
-    for i, a in enumerate(args):
-        if a == "--ckpt_path" and i + 1 < len(args):
-            ckpt = args[i + 1]
-        elif a.startswith("--ckpt_path="):
-            ckpt = a.split("=", 1)[1]
-    if ckpt:
-        from lit_opt.runs import run_dir_of_checkpoint
+def _with_run_config(args: list[str]) -> list[str]:
+    """Put config files first, so every explicit flag overrides them wherever it was typed
+    (a saved config.yaml holds `ckpt_path: null`, which would otherwise undo an earlier
+    --ckpt_path); and `--ckpt_path RUN/x.ckpt` with no --config uses RUN's own config.yaml."""
+    configs, rest, i = [], [], 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--config", "-c") and i + 1 < len(args):
+            configs += ["--config", args[i + 1]]
+            i += 2
+            continue
+        if a.startswith("--config="):
+            configs += ["--config", a.split("=", 1)[1]]
+        else:
+            rest.append(a)
+        i += 1
+    if not configs:
+        ckpt = None
+        for j, a in enumerate(rest):
+            if a == "--ckpt_path" and j + 1 < len(rest):
+                ckpt = rest[j + 1]
+            elif a.startswith("--ckpt_path="):
+                ckpt = a.split("=", 1)[1]
+        if ckpt:
+            from lit_opt.runs import run_dir_of_checkpoint
 
-        run_dir = run_dir_of_checkpoint(ckpt)
-        if run_dir is not None:
-            return ["--config", str(run_dir / "config.yaml"), *args]
-    return args
+            run_dir = run_dir_of_checkpoint(ckpt)
+            if run_dir is not None:
+                configs = ["--config", str(run_dir / "config.yaml")]
+    return [*configs, *rest]
 
 
 def run_trainer_command(command: str, args: list[str]) -> int:
@@ -93,7 +106,7 @@ def run_trainer_command(command: str, args: list[str]) -> int:
     try:
         from lit_opt.lightning_cli import LitOptCLI
 
-        cli = LitOptCLI(args=[command, *_with_run_config(command, args)])
+        cli = LitOptCLI(args=[command, *_with_run_config(args)])
     except RunStopped as exc:
         print(f"\n{exc} {_resume_hint(exc)}", file=sys.stderr)
         return 130

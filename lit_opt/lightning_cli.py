@@ -64,6 +64,12 @@ class LitOptCLI(LightningCLI):
                             help="after fit, evaluate best.ckpt on the test set")
         parser.link_arguments("data.info", "model.data_info", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path
+        if ckpt:
+            check_checkpoint_dataset(ckpt, cfg.data.name)
+
     def instantiate_trainer(self, **kwargs):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer_cfg = self._get(self.config_init, "trainer", default={}) or {}
@@ -87,10 +93,6 @@ class LitOptCLI(LightningCLI):
     def _fit_run_dir(self, cfg) -> Path:
         ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path
         if ckpt:
-            if not Path(ckpt).is_file():
-                from lit_opt.errors import CheckpointError
-
-                raise CheckpointError(f"--ckpt_path {ckpt}: no such file")
             run_dir = run_dir_of_checkpoint(ckpt)
             if run_dir is not None:  # resume in the run's own folder, keeping its first config
                 stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -102,6 +104,25 @@ class LitOptCLI(LightningCLI):
     def after_fit(self) -> None:
         cfg = self.config["fit"]
         self.summary = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, cfg.run.test)
+
+
+def check_checkpoint_dataset(ckpt_path, dataset: str) -> None:
+    """Refuse to evaluate or resume a checkpoint on another dataset than it was trained on."""
+    import torch
+
+    from lit_opt.errors import CheckpointError
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise CheckpointError(f"--ckpt_path {path}: no such file")
+    try:
+        hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    trained_on = (hparams.get("data_info") or {}).get("dataset")
+    if trained_on and trained_on != dataset:
+        raise CheckpointError(f"{path} was trained on {trained_on}, but data.name is {dataset}; pass "
+                              f"--data.name {trained_on}, or --config with the run's config.yaml")
 
 
 def finish_fit(trainer, model, datamodule, run_dir: Path, test: bool = True) -> dict:

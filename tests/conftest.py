@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# Import Lightning before any test captures stderr: its log handlers bind to the stderr
+# they see first, and one bound to a test's capture stream breaks once that closes.
+import lightning  # noqa: E402,F401
+
 # Qt must know it has no screen before any QApplication exists (the GUI tests).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
