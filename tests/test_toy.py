@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lit_opt import toy
+from lit_opt import toy, worked
 from lit_opt.optim import names
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -17,9 +17,9 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # ---- worked examples (seed 000) -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", list(toy.WORKED))
+@pytest.mark.parametrize("key", list(worked.WORKED))
 def test_worked_example_reproduces_the_seed(key):
-    example = toy.WORKED[key]()
+    example = worked.WORKED[key]()
     assert len(example.ours) == len(example.seed) == len(example.rows)
     for row in range(len(example.rows)):
         if row in example.notes:
@@ -30,26 +30,26 @@ def test_worked_example_reproduces_the_seed(key):
 
 
 def test_worked_numbers_from_algorithms_md():
-    gd = toy.worked_gd_table().ours[0]
+    gd = worked.worked_gd_table().ours[0]
     assert np.allclose(gd, (271 / 300, 269 / 300, 65 / 300))  # 0.01 * (2/6) * sum(x*y), exact
-    adam = toy.worked_adam_line().ours
+    adam = worked.worked_adam_line().ours
     expected = [(0.1, 0.1), (0.1973, 0.1893), (0.2942, 0.2770), (0.3840, 0.3533)]
     assert np.allclose(adam[:4], expected, atol=5e-5)
     # The documented seed mistakes are exactly these.
-    assert set(toy.worked_x2_with_lr().notes) == {7}
-    assert set(toy.worked_adam_line().notes) == set(range(1, 9))
+    assert set(worked.worked_x2_with_lr().notes) == {7}
+    assert set(worked.worked_adam_line().notes) == set(range(1, 9))
 
 
 def test_adam_step_bound():
     # At t = 1 Adam's step is exactly lr * sign(g); the bound must be 1 there and just above after.
-    assert toy.adam_step_bound(1) == pytest.approx(1.0)
-    assert 1.0 < toy.adam_step_bound(2) < 1.002
+    assert worked.adam_step_bound(1) == pytest.approx(1.0)
+    assert 1.0 < worked.adam_step_bound(2) < 1.002
     # The bound is attained: a gradient sequence proportional to a_i / c_i reaches it.
     b1, b2, t = 0.9, 0.999, 2
     grads = [b1 ** (t - i) / b2 ** (t - i) for i in range(1, t + 1)]
     m = sum((1 - b1) * b1 ** (t - i) * g for i, g in zip(range(1, t + 1), grads)) / (1 - b1 ** t)
     v = sum((1 - b2) * b2 ** (t - i) * g * g for i, g in zip(range(1, t + 1), grads)) / (1 - b2 ** t)
-    assert m / math.sqrt(v) == pytest.approx(toy.adam_step_bound(2))
+    assert m / math.sqrt(v) == pytest.approx(worked.adam_step_bound(2))
 
 
 # ---- functions and trajectories ------------------------------------------------------------------
