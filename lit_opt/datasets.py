@@ -116,9 +116,9 @@ def _missing_files(spec: DatasetSpec, root: Path) -> list[str]:
 def _not_found(spec: DatasetSpec, root: Path, reason: str) -> DataNotFoundError:
     files = "\n".join(f"  {root / f}" for f in spec.expected_files)
     if spec.torchvision_class:
-        how = (f"Connect to the internet and run again (torchvision downloads it), or copy the "
-               f"files there yourself, or point --data.data_dir (or LIT_OPT_DATA) at a folder "
-               f"that holds them.")
+        how = ("Connect to the internet and run again (torchvision downloads it), or copy the "
+               "files there yourself, or point --data.data_dir (or LIT_OPT_DATA) at a folder "
+               "that holds them.")
     else:
         how = ("Point --data.data_dir at a folder (or a .tar.gz/.zip archive) that holds train/ "
                "and test/ folders with one sub-folder of images per class.")

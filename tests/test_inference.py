@@ -4,7 +4,6 @@ of model, weights that do not fit) give one clear CheckpointError naming the fil
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 
