@@ -76,19 +76,31 @@ def weight_images(layer: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     return w.view(w.shape[0], c, h, width).mean(dim=1)
 
 
+def mosaic(images: torch.Tensor, pad: int = 1) -> tuple[torch.Tensor, int]:
+    """Tile (K, H, W) images into one (rows*(H+pad), cols*(W+pad)) array, NaN between tiles."""
+    k, h, w = images.shape
+    cols = int(math.ceil(math.sqrt(k)))
+    rows = int(math.ceil(k / cols))
+    grid = torch.full((rows * (h + pad) - pad, cols * (w + pad) - pad), float("nan"))
+    for i in range(k):
+        r, c = divmod(i, cols)
+        grid[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = images[i]
+    return grid, cols
+
+
 def write_first_layer(net: nn.Module, input_shape: Sequence[int], path: Path, max_images: int = 100) -> None:
-    """A grid of the first layer's weight images, on a symmetric colour map centred at 0."""
+    """A grid of the first layer's weight images, on a symmetric colour map centred at 0.
+
+    One image drawn once (not a subplot per unit: a hundred axes take seconds to render)."""
     images = weight_images(first_layer(net), input_shape)[:max_images]
-    n = images.shape[0]
-    cols = int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    plt = _pyplot()
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.9, rows * 0.9), squeeze=False)
+    grid, cols = mosaic(images)
     limit = images.abs().max().item() or 1.0
-    for k, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if k < n:
-            ax.imshow(images[k].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
-    fig.suptitle("first-layer weights (red +, blue -)", fontsize=9)
-    fig.savefig(path, dpi=100)
+    plt = _pyplot()
+    side = min(10.0, 1.0 + 0.9 * cols)
+    fig, ax = plt.subplots(figsize=(side, side * grid.shape[0] / grid.shape[1] + 0.4))
+    im = ax.imshow(grid.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.axis("off")
+    fig.colorbar(im, ax=ax, fraction=0.04)
+    ax.set_title(f"first-layer weights, {images.shape[0]} units (red +, blue -)", fontsize=9)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
