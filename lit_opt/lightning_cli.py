@@ -108,17 +108,11 @@ class LitOptCLI(LightningCLI):
 
 def check_checkpoint_dataset(ckpt_path, dataset: str) -> None:
     """Refuse to evaluate or resume a checkpoint on another dataset than it was trained on."""
-    import torch
-
     from lit_opt.errors import CheckpointError
+    from lit_opt.inference import read_checkpoint
 
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise CheckpointError(f"--ckpt_path {path}: no such file")
-    try:
-        hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    hparams = read_checkpoint(path).get("hyper_parameters") or {}
     trained_on = (hparams.get("data_info") or {}).get("dataset")
     if trained_on and trained_on != dataset:
         raise CheckpointError(f"{path} was trained on {trained_on}, but data.name is {dataset}; pass "
