@@ -103,6 +103,7 @@ def run_trainer_command(command: str, args: list[str]) -> int:
     # apply: data is in memory, and a resumed run appends to its own folder on purpose.
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
     try:
         from lit_opt.lightning_cli import LitOptCLI
 

@@ -64,6 +64,17 @@ class LitOptCLI(LightningCLI):
                             help="after fit, evaluate best.ckpt on the test set")
         parser.link_arguments("data.info", "model.data_info", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters here with a bare torch.load:
+        # check the file first, so a bad one gets lit_opt's clear message, not a traceback.
+        if self.config.get("subcommand"):
+            ckpt = self.config[self.config.subcommand].get("ckpt_path")
+            if ckpt:
+                from lit_opt.inference import read_checkpoint
+
+                read_checkpoint(ckpt)
+        super()._parse_ckpt_path()
+
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path

@@ -187,3 +187,14 @@ def test_help_lists_every_subcommand(capsys):
         assert command in out
     assert main(["frobnicate"]) == 2
     assert "choose one of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", None])
+def test_a_bad_checkpoint_path_is_one_clear_error(content, tmp_path, capsys):
+    path = tmp_path / "broken.ckpt"
+    if content is not None:
+        path.write_bytes(content)
+    for command in ("fit", "test"):
+        assert main([command, "--ckpt_path", str(path), "--run.root", str(tmp_path / "runs")]) == 2
+        err = capsys.readouterr().err
+        assert str(path) in err and "Traceback" not in err
