@@ -6,6 +6,11 @@ Each round trains the same config twice: once headless (`prepare_fit(...).run()`
 listeners) and once in the real window (worker thread, live curves, weights and confusion
 views redrawing). The time compared is `train/epoch_time` (training only, validation
 excluded), the median over every epoch of each mode. The goal is a ratio <= 1.10.
+
+OMP_NUM_THREADS defaults to 1 here: on a small shared machine, torch's 2-thread OpenMP
+teams measured 6-8 s for 300 MLP steps in the main thread against 0.5-1.4 s in another
+thread (and 0.55-0.62 s in both with one thread), which would compare OpenMP, not the app.
+Set OMP_NUM_THREADS yourself to measure other thread counts.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads (see above)
 
 import gui  # noqa: E402,F401  (PySide6 6.12.0 guard)
 
@@ -83,8 +89,10 @@ def main() -> int:
               f"app {statistics.median(times['app']):.3f} s/epoch", flush=True)
     window.dispose()
     h, a = statistics.median(times["headless"]), statistics.median(times["app"])
-    print(f"\nmnist deep MLP, {args.train_size} images/epoch, batch 100, CPU, {args.repeats} rounds x "
-          f"{args.epochs} epochs each")
+    import torch
+
+    print(f"\nmnist deep MLP, {args.train_size} images/epoch, batch 100, CPU ({torch.get_num_threads()} "
+          f"torch threads), {args.repeats} rounds x {args.epochs} epochs each")
     print(f"epoch time  headless {h:.3f} s   app {a:.3f} s   ratio app/headless {a / h:.3f} (goal <= 1.10)")
     return 0
 

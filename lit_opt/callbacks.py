@@ -79,7 +79,8 @@ class StopOnRequest(Callback):
         return self._requested.is_set()
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._requested.clear()
+        # A Stop pressed while data loads or the sanity check runs still counts: the flag is
+        # cleared only when a run ends (teardown).
         # Signal handlers can only be installed on the main thread (the app trains elsewhere).
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
@@ -95,6 +96,7 @@ class StopOnRequest(Callback):
             raise RunStopped(f"Stopped at epoch {trainer.current_epoch}, step {trainer.global_step}.")
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._requested.clear()
         if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
@@ -115,7 +117,8 @@ class EpochSummary(Callback):
     """Time each epoch's training (validation excluded) and report one row per epoch.
 
     Row keys: epoch, step, train/loss, train/acc, val/loss, val/acc, train/epoch_time,
-    train/samples_per_sec, train/lr (absent values are None). The `listener` gets the row
+    train/samples_per_sec, train/lr (absent values are None), and train/ce, train/l2 when
+    model.l2 > 0. The `listener` gets the row
     plus `snapshot(pl_module)` (confusion matrix, weights). `step_listener`, if given, gets
     {"epoch", "step", "batch", "train/loss"} after every training batch. Listeners run in
     the training thread and receive copies, never live tensors.
@@ -156,6 +159,8 @@ class EpochSummary(Callback):
                "train/acc": _scalar(m.get("train/acc")), "val/loss": _scalar(m.get("val/loss")),
                "val/acc": _scalar(m.get("val/acc")), "train/epoch_time": seconds,
                "train/samples_per_sec": speed, "train/lr": lr}
+        if "train/l2" in m:  # the two parts of train/loss, when an L2 penalty is on
+            row["train/ce"], row["train/l2"] = _scalar(m.get("train/ce")), _scalar(m["train/l2"])
         self.rows.append(row)
         if self.listener is not None:
             self.listener({**row, **snapshot(pl_module)})

@@ -32,6 +32,9 @@ TRAINER_COMMANDS = {
 OTHER_COMMANDS: dict[str, tuple[str, str]] = {
     "toy": ("lit_opt.toy:main", "optimizers on 1-D/2-D toy functions and the seminar's worked examples"),
     "classify": ("lit_opt.inference:main", "classify pictures with a trained checkpoint"),
+    "compare": ("lit_opt.studies.runner:compare_main", "optimizers x datasets x seeds, lr chosen on validation; a report"),
+    "sweep": ("lit_opt.studies.runner:sweep_main", "one or two config keys over their values x seeds; a report"),
+    "report": ("lit_opt.studies.report:main", "one Markdown/CSV/PNG report for any finished run folders"),
 }
 
 USAGE = """usage: python -m lit_opt SUBCOMMAND [options]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -49,6 +50,12 @@ class LitOptCLI(LightningCLI):
         self.run_dir: Optional[Path] = None
         self.summary: Optional[dict] = None
         self._prepare_fit, self._fit_ckpt_path = prepare_fit, fit_ckpt_path
+        with warnings.catch_warnings():
+            # args always come from lit_opt (the dispatcher, prepare_fit), never sys.argv twice.
+            warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+            self._init_cli(args, run)
+
+    def _init_cli(self, args, run: bool) -> None:
         super().__init__(
             ClassifierModule, ClassificationDataModule, args=args, run=run,
             auto_configure_optimizers=False, seed_everything_default=0,
@@ -80,6 +87,8 @@ class LitOptCLI(LightningCLI):
         ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path
         if ckpt:
             check_checkpoint_dataset(ckpt, cfg.data.name)
+        if self.subcommand and cfg.get("weights_only", False) is None:
+            cfg["weights_only"] = True  # resume and evaluate without unpickling code
 
     def instantiate_trainer(self, **kwargs):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -168,7 +177,7 @@ class FitJob:
         stop_callback(self.trainer).request_stop()
 
     def run(self) -> dict:
-        self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.ckpt_path)
+        self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.ckpt_path, weights_only=True)
         return finish_fit(self.trainer, self.model, self.datamodule, self.run_dir,
                           bool(self.cli.config.run.test))
 

@@ -50,7 +50,8 @@ class ClassifierModule(L.LightningModule):
         optimizer: a name from lit_opt.optim.names() (gd, sgd, momentum, nesterov, adam, ...).
         lr: learning rate; None: the optimizer's default.
         optimizer_args: the optimizer's other hyperparameters, e.g. {"betas": [0.9, 0.99]}.
-        weight_decay: the optimizer's own weight decay (coupled for SGD/Adam, decoupled for AdamW).
+        weight_decay: the optimizer's own weight decay (coupled for SGD/Adam, decoupled for AdamW);
+            None: the optimizer's default (0.01 for AdamW and LAMB, 0 for the others).
         l2: lambda of the L2 penalty lambda * sum(w^2), added to the training loss.
         regularize_bias: apply l2 and weight_decay to biases and normalization parameters too.
         dropout: probability of dropout before each dense layer of the net.
@@ -65,7 +66,7 @@ class ClassifierModule(L.LightningModule):
 
     def __init__(self, net: str = "mlp", net_args: Optional[dict[str, Any]] = None, optimizer: str = "sgd",
                  lr: Optional[float] = None, optimizer_args: Optional[dict[str, Any]] = None,
-                 weight_decay: float = 0.0, l2: float = 0.0, regularize_bias: bool = False,
+                 weight_decay: Optional[float] = None, l2: float = 0.0, regularize_bias: bool = False,
                  dropout: float = 0.0, label_smoothing: float = 0.0, early_stopping: Optional[int] = None,
                  scheduler: str = "constant", scheduler_args: Optional[dict[str, Any]] = None,
                  data_info: Optional[dict[str, Any]] = None):
@@ -90,7 +91,8 @@ class ClassifierModule(L.LightningModule):
                 raise ConfigError(f"set {key} as model.{key}, not inside model.optimizer_args")
         if lr is not None:
             opt_args["lr"] = lr
-        opt_args["weight_decay"] = weight_decay
+        if weight_decay is not None:
+            opt_args["weight_decay"] = weight_decay
         try:
             self.optimizer_hparams = optim.validate(optimizer, **opt_args)
         except ValueError as exc:

@@ -1,0 +1,541 @@
+"""The main window: run form and run list on the left, live views in tabs on the right.
+
+    window = MainWindow(runs_root="checkpoints"); window.show()
+    window.start()        # the form's config, in a background QThread
+    window.stop()         # ends after the current batch, keeping a resumable last.ckpt
+
+The window shows at once; torch and Lightning load in a background thread (`Importer`),
+with "Loading PyTorch…" in the status bar until `ready` fires. Training runs in a
+`TrainWorker` moved to its own QThread; its signals arrive at this window's @Slot methods
+in the GUI thread, which update the run's `RunRecord`, and a 20 Hz timer redraws what
+changed: whatever the training speed, at most ~20 redraws a second.
+"""
+
+from __future__ import annotations
+
+import collections
+import gc
+import time
+import traceback
+from pathlib import Path
+from typing import Optional
+
+from PySide6.QtCore import QThread, QTimer, Qt, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton,
+                               QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
+
+from gui.records import RunRecord, find_runs, read_yaml
+from gui.widgets.confusion import ConfusionView
+from gui.widgets.curves import CurvesView
+from gui.widgets.playground import Playground
+from gui.widgets.run_form import FormError, RunForm
+from gui.widgets.run_list import RunList
+from gui.widgets.weights import WeightsView
+from gui.worker import Importer, TrainWorker
+
+REDRAW_MS = 50  # at most 20 redraws a second
+# ... and at most this share of the time spent drawing (a measured frame underestimates its
+# full cost about twice): painting runs Python (pyqtgraph)
+# under the GIL the training thread needs, so a slow machine gets fewer, not slower, frames.
+REDRAW_DUTY = 0.05
+MAX_REDRAW_MS = 1000
+_ERROR_STYLE = "QLabel { background: #fde2e1; color: #8a1c13; border: 1px solid #e8a5a0; padding: 6px; }"
+_INFO_STYLE = "QLabel { background: #e8f1fb; color: #163d66; border: 1px solid #a9c7e8; padding: 6px; }"
+
+
+class MainWindow(QMainWindow):
+    ready = Signal()  # torch and Lightning are imported: runs can start
+    run_finished = Signal(object)  # RunRecord: its thread has ended (finished, stopped or failed)
+
+    def __init__(self, runs_root: Optional[str | Path] = None, config: Optional[dict] = None,
+                 load_in_background: bool = True):
+        super().__init__()
+        self.setWindowTitle("lit_opt: optimizers at work")
+        self.resize(1440, 900)
+        self.is_ready = False
+        self._thread: Optional[QThread] = None
+        self._worker: Optional[TrainWorker] = None
+        self._import_thread: Optional[QThread] = None
+        self._importer: Optional[Importer] = None
+        self._close_pending = False
+        self.running: Optional[RunRecord] = None  # the run in the worker thread
+        self.shown: Optional[RunRecord] = None  # the run the views show
+        self._dirty = False
+        self._progress: dict = {}
+        self._rate: collections.deque = collections.deque(maxlen=200)  # (time, batches done)
+        self.draw_tab = None
+
+        self.form = RunForm()
+        if config:
+            self.form.load_config(config)
+        if runs_root is not None:
+            self.form._fields["run.root"].set_value(str(runs_root))
+        self._build()
+        self._build_menus()
+
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self._redraw)
+        self._timer.start()
+        self.form.error_message.connect(self.show_error)
+        self.set_status("Loading PyTorch and Lightning…", busy=True)
+        self._update_buttons()
+        QTimer.singleShot(0, self.rescan)
+        if load_in_background:
+            QTimer.singleShot(50, self._start_import)  # after the first paint
+
+    # --- layout --------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        left = QSplitter(Qt.Orientation.Vertical)
+        scroll = QScrollArea()
+        scroll.setWidget(self.form)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(400)
+        left.addWidget(scroll)
+        controls = QWidget()
+        row = QHBoxLayout(controls)
+        row.setContentsMargins(4, 4, 4, 4)
+        self.start_button = QPushButton("Start")
+        self.start_button.setObjectName("start")
+        self.start_button.setToolTip("train with the form's settings (a new run folder)")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("stop")
+        self.stop_button.setToolTip("end after the current batch, keeping a last.ckpt that resumes")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        row.addWidget(self.start_button)
+        row.addWidget(self.stop_button)
+        self.run_list = RunList()
+        self.run_list.selected.connect(self._on_selected)
+        self.run_list.ticked_changed.connect(self._on_ticked)
+        self.run_list.resume_requested.connect(self.resume)
+        self.run_list.rescan_requested.connect(self.rescan)
+        runs_box = QWidget()
+        runs_layout = QVBoxLayout(runs_box)
+        runs_layout.setContentsMargins(0, 0, 0, 0)
+        runs_layout.addWidget(controls)
+        runs_layout.addWidget(QLabel("Runs (select to show, tick to compare):"))
+        runs_layout.addWidget(self.run_list, 1)
+        left.addWidget(runs_box)
+        left.setSizes([560, 340])
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        self.message = QLabel("")
+        self.message.setObjectName("message")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.hide()
+        right_layout.addWidget(self.message)
+        self.tabs = QTabWidget()
+        self.curves = CurvesView()
+        self.weights = WeightsView()
+        self.confusion = ConfusionView()
+        self.playground = Playground()
+        self.tabs.addTab(self.curves, "Curves")
+        self.tabs.addTab(self.weights, "Weights")
+        self.tabs.addTab(self.confusion, "Confusion matrix")
+        self.tabs.addTab(self.playground, "Playground")
+        right_layout.addWidget(self.tabs, 1)
+
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([470, 970])
+        self.setCentralWidget(split)
+
+        self.status_line = QLabel("")
+        self.status_line.setObjectName("status_line")
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumWidth(140)
+        self.statusBar().addWidget(self.status_line, 1)
+        self.statusBar().addPermanentWidget(self.busy)
+
+    def _build_menus(self) -> None:
+        file = self.menuBar().addMenu("&File")
+        for text, slot, key in (("&Load config…", self.form._ask_load, QKeySequence.StandardKey.Open),
+                                ("&Save config…", self.form._ask_save, QKeySequence.StandardKey.Save),
+                                ("&Resume from checkpoint…", self._ask_resume, None),
+                                ("&Quit", self.close, QKeySequence.StandardKey.Quit)):
+            action = QAction(text, self)
+            if key is not None:
+                action.setShortcut(key)
+            action.triggered.connect(slot)
+            file.addAction(action)
+        runs = self.menuBar().addMenu("&Runs")
+        for text, slot in (("&Start", self.start), ("S&top", self.stop), ("Rescan runs folder", self.rescan)):
+            action = QAction(text, self)
+            action.triggered.connect(slot)
+            runs.addAction(action)
+
+    # --- messages and status -------------------------------------------------------------------
+
+    @Slot(str)
+    def show_error(self, text: str) -> None:
+        self.message.setStyleSheet(_ERROR_STYLE)
+        self.message.setText(text)
+        self.message.show()
+
+    def show_info(self, text: str) -> None:
+        self.message.setStyleSheet(_INFO_STYLE)
+        self.message.setText(text)
+        self.message.show()
+
+    def clear_message(self) -> None:
+        self.message.hide()
+        self.message.setText("")
+
+    def set_status(self, text: str, busy: bool = False) -> None:
+        self.status_line.setText(text)
+        self.busy.setVisible(busy)
+
+    # --- background import ---------------------------------------------------------------------
+
+    @Slot()
+    def _start_import(self) -> None:
+        self._import_thread = QThread()
+        self._importer = Importer()
+        self._importer.moveToThread(self._import_thread)
+        self._import_thread.started.connect(self._importer.run)
+        self._importer.ready.connect(self._on_ready)
+        self._importer.failed.connect(self._on_import_failed)
+        self._importer.done.connect(self._import_thread.quit)
+        self._import_thread.finished.connect(self._on_import_thread_finished)
+        self._import_thread.start()
+
+    @Slot(object)
+    def _on_ready(self, info: dict) -> None:
+        self.is_ready = True
+        self.form.set_gpus(info.get("devices", []))
+        self.playground.set_ready()
+        self._add_draw_tab()
+        self.set_status("Ready." + (f" GPUs: {', '.join(info['devices'])}" if info.get("devices") else
+                                    " Training on the CPU."))
+        self._update_buttons()
+        if self.shown is not None:
+            self._show(self.shown)
+        self.ready.emit()
+
+    @Slot(str)
+    def _on_import_failed(self, text: str) -> None:
+        self.set_status("PyTorch could not be loaded.")
+        self.show_error(text)
+
+    @Slot()
+    def _on_import_thread_finished(self) -> None:
+        if self._import_thread is not None:
+            self._import_thread.wait()
+        self._import_thread = self._importer = None
+        if self._close_pending:
+            QTimer.singleShot(0, self.close)
+
+    def _add_draw_tab(self) -> None:
+        """The Draw tab (gui/widgets/draw.py), when it exists: classify digits you draw."""
+        try:
+            from gui.widgets.draw import DrawTab
+        except ImportError:
+            return
+        try:
+            self.draw_tab = DrawTab()
+        except Exception:  # a broken tab must not take the app down
+            traceback.print_exc()
+            return
+        self.tabs.addTab(self.draw_tab, "Draw")
+        self._feed_draw()
+
+    def _feed_draw(self) -> None:
+        if self.draw_tab is not None:
+            try:
+                self.draw_tab.set_checkpoints(self.run_list.checkpoints())
+            except Exception:
+                traceback.print_exc()
+
+    # --- runs ----------------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None
+
+    @Slot()
+    def start(self) -> None:
+        """Start a run with the form's settings."""
+        try:
+            config = self.form.to_config()
+        except FormError as exc:
+            self.show_error(f"Please fix the form:\n{exc}")
+            return
+        self._launch(config, None)
+
+    @Slot(object)
+    def resume(self, rec: RunRecord) -> None:
+        """Continue a run from its last.ckpt, in its own folder, with its own config."""
+        ckpt = rec.checkpoint()
+        if ckpt is None:
+            self.show_error(f"{rec.name} has no last.ckpt to resume from.")
+            return
+        self.resume_checkpoint(ckpt)
+
+    def resume_checkpoint(self, ckpt: str | Path) -> None:
+        ckpt = Path(ckpt)
+        config = read_yaml(ckpt.parent / "config.yaml")
+        if not config:  # a checkpoint outside a run folder: the form's settings, a new folder
+            try:
+                config = self.form.to_config()
+            except FormError as exc:
+                self.show_error(f"Please fix the form:\n{exc}")
+                return
+        config.pop("ckpt_path", None)
+        self._launch(config, str(ckpt))
+
+    @Slot()
+    def _ask_resume(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Resume from checkpoint", "checkpoints", "Checkpoints (*.ckpt)")
+        if path:
+            self.resume_checkpoint(path)
+
+    def _launch(self, config: dict, ckpt_path: Optional[str]) -> None:
+        if self.is_running:
+            self.show_error("A run is already going: stop it first.")
+            return
+        if not self.is_ready:
+            self.show_error("PyTorch is still loading: start again in a moment.")
+            return
+        self.clear_message()
+        self._progress, self._rate = {}, collections.deque(maxlen=200)
+        self._thread = QThread()
+        self._worker = TrainWorker(config, ckpt_path)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.prepared.connect(self._on_prepared)
+        self._worker.steps.connect(self._on_steps)
+        self._worker.epoch.connect(self._on_epoch)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.stopped.connect(self._on_stopped)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.done.connect(self._thread.quit)
+        self._thread.finished.connect(self._on_thread_finished)
+        self._thread.start()
+        self.set_status("Preparing the run: loading data…", busy=True)
+        self._update_buttons()
+
+    @Slot()
+    def stop(self) -> None:
+        """End the run after the current batch; its last.ckpt resumes it."""
+        if self._worker is not None:
+            self._worker.request_stop()
+            self.set_status("Stopping after this batch…", busy=True)
+            self.stop_button.setEnabled(False)
+
+    @Slot(str, object)
+    def _on_prepared(self, run_dir: str, config: dict) -> None:
+        rec = self.run_list.record(run_dir)
+        if rec is None:
+            rec = RunRecord(Path(run_dir), config)
+            rec.loaded = True  # filled live
+            self.run_list.add(rec, first=True)
+        else:  # a resume: keep what is known, continue the curves
+            rec.load() if not rec.loaded else None
+            rec.config = {**config, "model": {**(rec.config.get("model") or {}), **config.get("model", {})}}
+        rec.status = "running"
+        self.running = rec
+        self.run_list.update_row(rec)
+        self.run_list.select(rec)
+        self._show(rec)
+        self.set_status(f"Running {rec.name}: waiting for the first batch…", busy=True)
+
+    @Slot(object)
+    def _on_steps(self, chunk: dict) -> None:
+        rec = self.running
+        if rec is None:
+            return
+        self._progress = {k: v for k, v in chunk.items() if k != "rows"}
+        rows = chunk["rows"]
+        nb = self._progress.get("batches_per_epoch") or 0
+        rec.add_steps(rows, nb)
+        last = rows[-1]
+        self._rate.append((last["time"], last["epoch"] * nb + last["batch"] + 1))
+        self._progress.update(epoch=last["epoch"], step=last["step"], batch=last["batch"])
+        self._dirty = True
+
+    @Slot(object)
+    def _on_epoch(self, row: dict) -> None:
+        rec = self.running
+        if rec is None:
+            return
+        rec.add_epoch(row)
+        if rec is self.shown:
+            self.weights.set_weights(rec.weights, rec.input_shape)
+            self.confusion.set_matrix(rec.confusion, rec.class_names)
+        self.run_list.update_row(rec)
+        self._dirty = True
+
+    @Slot(object)
+    def _on_finished(self, summary: dict) -> None:
+        rec = self.running
+        if rec is None:
+            return
+        rec.summary, rec.status = summary, "finished"
+        test = f", test accuracy {summary['test/acc']:.4f}" if summary.get("test/acc") is not None else ""
+        best = f"best val accuracy {summary['best_val_acc']:.4f}" if summary.get("best_val_acc") is not None else ""
+        self.show_info(f"Finished {rec.name}: {summary.get('epochs')} epochs, {best}{test}. "
+                       f"Files in {rec.run_dir}")
+
+    @Slot(str)
+    def _on_stopped(self, text: str) -> None:
+        if self.running is not None:
+            self.running.status = "stopped"
+        self.show_info(text + " Select the run and press 'Resume selected' to continue it.")
+
+    @Slot(str)
+    def _on_failed(self, text: str) -> None:
+        if self.running is not None:
+            self.running.status = "failed"
+        self.show_error(text)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        thread, rec = self._thread, self.running
+        if thread is not None:
+            thread.wait()
+        self._thread = self._worker = None
+        self.running = None
+        if rec is not None:
+            self.run_list.update_row(rec)
+        self._dirty = True
+        self._redraw()
+        self._update_buttons()
+        done = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed"}.get(
+            rec.status if rec else "", "Ended")
+        self.set_status(f"{done}: {rec.name}." if rec else "Ready.")
+        self._feed_draw()
+        self.run_finished.emit(rec)
+        if self._close_pending:
+            QTimer.singleShot(0, self.close)
+
+    def _update_buttons(self) -> None:
+        self.start_button.setEnabled(self.is_ready and not self.is_running)
+        self.stop_button.setEnabled(self.is_running)
+        self.run_list.resume_button.setEnabled(self.is_ready and not self.is_running)
+
+    # --- showing runs --------------------------------------------------------------------------
+
+    @Slot()
+    def rescan(self) -> None:
+        """List the run folders under the form's runs folder (run.root)."""
+        root = Path(self.form._fields["run.root"].raw() or "checkpoints").expanduser()
+        for run_dir in reversed(find_runs(root)):
+            if self.run_list.record(run_dir) is None:
+                self.run_list.add(RunRecord.from_folder(run_dir), first=True)
+        self._feed_draw()
+
+    @Slot(object)
+    def _on_selected(self, rec: Optional[RunRecord]) -> None:
+        self.shown = rec
+        if rec is not None:
+            self._show(rec)
+
+    @Slot()
+    def _on_ticked(self) -> None:
+        if self.shown is not None:
+            self._show(self.shown)
+        else:
+            self._show_curves()
+
+    def _show(self, rec: RunRecord) -> None:
+        """Point every view at this run (reading its files first if it is a saved run)."""
+        self.shown = rec
+        if not rec.loaded and self.is_ready:
+            try:
+                rec.load()
+            except Exception as exc:
+                self.show_error(f"Could not read {rec.run_dir}: {exc}")
+        self.weights.set_weights(rec.weights, rec.input_shape)
+        self.confusion.set_matrix(rec.confusion, rec.class_names)
+        self._show_curves()
+
+    def _show_curves(self) -> None:
+        runs = [self.shown] if self.shown is not None else []
+        for rec in self.run_list.ticked():
+            if not rec.loaded and self.is_ready:
+                rec.load()
+            if all(rec is not r for r in runs):
+                runs.append(rec)
+        self.curves.set_runs(runs)
+        self._dirty = True
+
+    @Slot()
+    def _redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        t0 = time.perf_counter()
+        self.curves.refresh()
+        self.weights.refresh()
+        self.confusion.refresh()
+        if self.running is not None and self._progress:
+            self.set_status(self._status_text())
+        view = self.tabs.currentWidget()
+        graphics = getattr(view, "graphics", None)
+        if graphics is not None and graphics.isVisible():
+            graphics.viewport().repaint()  # paint now, to measure what a frame costs
+        cost = time.perf_counter() - t0
+        self._timer.setInterval(int(min(max(REDRAW_MS, 1000 * cost / REDRAW_DUTY), MAX_REDRAW_MS)))
+
+    def _status_text(self) -> str:
+        p, rec = self._progress, self.running
+        nb, epochs = p.get("batches_per_epoch") or 0, p.get("max_epochs") or 0
+        parts = [f"epoch {p.get('epoch', 0) + 1}/{epochs or '?'}",
+                 f"step {p.get('step', 0)}" + (f"/{nb * epochs}" if nb and epochs else "")]
+        speed = left = None
+        if len(self._rate) >= 2:
+            t_now, n_now = self._rate[-1]
+            t0, n0 = next(((t, n) for t, n in self._rate if t_now - t <= 3.0), self._rate[0])
+            if t_now > t0 and n_now > n0:
+                batches_per_s = (n_now - n0) / (t_now - t0)
+                speed = batches_per_s * (p.get("batch_size") or 0)
+                if nb and epochs:
+                    left = max(nb * epochs - n_now, 0) / batches_per_s
+        if speed is not None:
+            parts.append(f"{speed:,.0f} samples/s")
+        if left is not None:
+            parts.append(f"{int(left) // 60}:{int(left) % 60:02d} left")
+        parts.append(rec.name if rec else "")
+        return " · ".join(parts)
+
+    # --- closing -------------------------------------------------------------------------------
+
+    def closeEvent(self, event) -> None:
+        """Mid-run: stop after the current batch, wait for last.ckpt, then close."""
+        if self.is_running or self._import_thread is not None:
+            self._close_pending = True
+            if self.is_running:
+                self.stop()
+                self.show_info("Stopping the run and saving last.ckpt before closing…")
+            event.ignore()
+            return
+        self._timer.stop()
+        self.playground._timer.stop()
+        super().closeEvent(event)
+
+    def dispose(self) -> None:
+        """End of the program: stop and wait for the threads, then delete the window's Qt
+        objects while Qt is alive (left to Python's exit, they once crashed it)."""
+        self.shutdown()
+        self._close_pending = False
+        self.close()
+        self.deleteLater()
+        QApplication.processEvents()
+        gc.collect()
+
+    def shutdown(self, timeout_ms: int = 60_000) -> None:
+        """Stop any run and wait for the threads (blocking): for the end of the program."""
+        if self._worker is not None:
+            self._worker.request_stop()
+        for thread in (self._thread, self._import_thread):
+            if thread is not None:
+                thread.wait(timeout_ms)

@@ -1,0 +1,283 @@
+"""What the app knows about one run: its curves, latest weights and confusion matrix.
+
+A `RunRecord` is filled live from the worker's signals (one point per training step) or
+read from a run folder written by the CLI or an earlier session (docs/reference.md):
+config.yaml, metrics.csv, epochs.csv, confusion_val.csv, summary.json, last.ckpt.
+Plain Python and numpy; reading weights from a checkpoint needs torch, imported on call.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+SMOOTHING = 0.8  # exponential moving average of the step losses (debiased, as TensorBoard does)
+
+
+def read_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        return yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+@dataclass
+class RunRecord:
+    run_dir: Path
+    config: dict = field(default_factory=dict)
+    status: str = "saved"  # saved, running, stopped, finished, failed
+    # per training step (x: the step number, 1-based)
+    step_x: list[float] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
+    step_smooth: list[float] = field(default_factory=list)
+    _ema: float = 0.0
+    _ema_n: int = 0
+    # per epoch
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    confusion: Optional[np.ndarray] = None
+    weights: Optional[dict[str, np.ndarray]] = None
+    summary: Optional[dict] = None
+    loaded: bool = False  # files read (saved runs are read when first shown)
+
+    # --- labels --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    def _model(self) -> dict:
+        return self.config.get("model") or {}
+
+    @property
+    def optimizer(self) -> str:
+        return str(self._model().get("optimizer", "sgd"))
+
+    @property
+    def lr(self) -> Optional[float]:
+        lr = self._model().get("lr")
+        if lr is None:  # the optimizer's default, as the run used it
+            try:
+                from lit_opt import optim
+
+                lr = optim.info(self.optimizer).hyperparameter("lr").default
+            except (ValueError, KeyError):
+                return None
+        return float(lr)
+
+    @property
+    def label(self) -> str:
+        """Legend text: optimizer and learning rate (the seminar's comparison)."""
+        lr = self.lr
+        return f"{self.optimizer} lr {lr:g}" if lr is not None else self.optimizer
+
+    @property
+    def dataset(self) -> str:
+        return str((self.config.get("data") or {}).get("name", "mnist"))
+
+    @property
+    def net(self) -> str:
+        return str(self._model().get("net", "mlp"))
+
+    @property
+    def l2(self) -> float:
+        return float(self._model().get("l2") or 0.0)
+
+    @property
+    def class_names(self) -> list[str]:
+        info = self._model().get("data_info") or {}
+        if info.get("class_names"):
+            return [str(c) for c in info["class_names"]]
+        if self.confusion is not None:
+            return [str(i) for i in range(len(self.confusion))]
+        return []
+
+    @property
+    def input_shape(self) -> Optional[tuple[int, ...]]:
+        info = self._model().get("data_info") or {}
+        shape = info.get("input_shape")
+        return tuple(int(s) for s in shape) if shape else _DATASET_SHAPES.get(self.dataset)
+
+    @property
+    def best_val_acc(self) -> Optional[float]:
+        if self.summary and self.summary.get("best_val_acc") is not None:
+            return float(self.summary["best_val_acc"])
+        accs = [e["val/acc"] for e in self.epochs if e.get("val/acc") is not None]
+        return max(accs) if accs else None
+
+    def checkpoint(self) -> Optional[Path]:
+        """The checkpoint that resumes this run (last.ckpt), if there is one."""
+        path = self.run_dir / "last.ckpt"
+        return path if path.is_file() else None
+
+    def best_checkpoint(self) -> Optional[Path]:
+        for name in ("best.ckpt", "last.ckpt"):
+            if (self.run_dir / name).is_file():
+                return self.run_dir / name
+        return None
+
+    # --- live data -------------------------------------------------------------------------
+
+    def add_steps(self, rows: list[dict], batches_per_epoch: int = 0) -> None:
+        for row in rows:
+            loss = row.get("train/loss")
+            if loss is None:
+                continue
+            x = row["epoch"] * batches_per_epoch + row["batch"] + 1 if batches_per_epoch else row["step"]
+            self.add_step(float(x), float(loss))
+
+    def add_step(self, x: float, loss: float) -> None:
+        self.step_x.append(x)
+        self.step_loss.append(loss)
+        if math.isfinite(loss):
+            self._ema = SMOOTHING * self._ema + (1 - SMOOTHING) * loss
+            self._ema_n += 1
+        self.step_smooth.append(self._ema / (1 - SMOOTHING ** self._ema_n) if self._ema_n else loss)
+
+    def add_epoch(self, row: dict) -> None:
+        scalars = {k: v for k, v in row.items() if k not in ("val/confusion", "weights")}
+        if row.get("weights") is not None:
+            self.weights = row["weights"]
+            if self.l2 and scalars.get("train/l2") is None:
+                # lambda * sum(w^2) of the Linear/Conv weights at the epoch's end: the L2 term
+                # as the model computes it when biases are not regularized (the default).
+                scalars["l2_term"] = self.l2 * float(sum(float(np.square(w, dtype=np.float64).sum())
+                                                         for w in row["weights"].values()))
+        if row.get("val/confusion") is not None:
+            self.confusion = np.asarray(row["val/confusion"])
+        self.epochs = [e for e in self.epochs if e.get("epoch") != scalars.get("epoch")] + [scalars]
+
+    def epoch_series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(epoch numbers, 1-based; values) of an epoch metric, skipping missing values."""
+        pts = [(e["epoch"] + 1, e[key]) for e in self.epochs if e.get(key) is not None]
+        return (np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float))
+
+    def epoch_end_series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(step at the epoch's end; values) of an epoch metric, to draw beside the step losses."""
+        pts = [(e["step"], e[key]) for e in self.epochs if e.get(key) is not None and e.get("step") is not None]
+        return (np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float))
+
+    # --- saved runs ------------------------------------------------------------------------
+
+    @classmethod
+    def from_folder(cls, run_dir: Path) -> "RunRecord":
+        """A record with its config and summary read (cheap); `load()` reads the rest."""
+        run_dir = Path(run_dir)
+        rec = cls(run_dir, read_yaml(run_dir / "config.yaml"))
+        hparams = read_yaml(run_dir / "hparams.yaml")
+        if hparams.get("data_info"):
+            rec.config.setdefault("model", {})["data_info"] = hparams["data_info"]
+        try:
+            rec.summary = json.loads((run_dir / "summary.json").read_text())
+            rec.status = "finished"
+        except (OSError, ValueError):
+            rec.status = "saved"
+        return rec
+
+    def load(self) -> None:
+        """Read curves, epochs and the confusion matrix from the run folder; weights from last.ckpt."""
+        if self.loaded:
+            return
+        self.loaded = True
+        self._load_metrics()
+        self._load_confusion()
+        self._load_weights()
+
+    def _load_metrics(self) -> None:
+        path = self.run_dir / "metrics.csv"
+        if not path.is_file():
+            return
+        epochs: dict[int, dict] = {}
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                step = _float(row.get("step"))
+                if _float(row.get("train/loss_step")) is not None and step is not None:
+                    self.add_step(step + 1, _float(row["train/loss_step"]))
+                epoch = _float(row.get("epoch"))
+                if epoch is None:
+                    continue
+                e = epochs.setdefault(int(epoch), {"epoch": int(epoch)})
+                for key, value in row.items():
+                    v = _float(value)
+                    if v is None or key in ("epoch", "step") or key.startswith("test/"):
+                        continue
+                    e["train/loss" if key == "train/loss_epoch" else key] = v
+                if step is not None and ("val/loss" in row and _float(row["val/loss"]) is not None
+                                         or _float(row.get("train/loss_epoch")) is not None):
+                    e["step"] = max(e.get("step", 0), step + 1)
+        self.epochs = [e for _, e in sorted(epochs.items()) if "val/acc" in e or "train/loss" in e]
+
+    def _load_confusion(self) -> None:
+        path = self.run_dir / "confusion_val.csv"
+        if not path.is_file():
+            return
+        with path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        names = rows[0][1:-1]
+        self.confusion = np.array([[int(v) for v in r[1:-1]] for r in rows[1:]], dtype=np.int64)
+        info = self.config.setdefault("model", {}).setdefault("data_info", {})
+        info.setdefault("class_names", names)
+
+    def _load_weights(self) -> None:
+        ckpt = self.checkpoint() or self.best_checkpoint()
+        if ckpt is None:
+            return
+        self.weights = checkpoint_weights(ckpt)
+        if self.weights is None:
+            return
+        hp = checkpoint_hparams(ckpt)
+        if hp.get("data_info"):
+            self.config.setdefault("model", {})["data_info"] = hp["data_info"]
+
+
+def checkpoint_weights(ckpt: Path) -> Optional[dict[str, np.ndarray]]:
+    """{layer name: weight} of every dense/conv layer of a lit_opt checkpoint, in order."""
+    import torch
+
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception:  # unreadable or foreign: the views just stay empty
+        return None
+    out = {}
+    for key, value in state.items():
+        if key.startswith("net.") and key.endswith(".weight") and value.ndim in (2, 4):
+            out[key[len("net."):-len(".weight")]] = value.float().numpy()
+    return out
+
+
+def checkpoint_hparams(ckpt: Path) -> dict:
+    import torch
+
+    try:
+        return dict(torch.load(ckpt, map_location="cpu", weights_only=True).get("hyper_parameters", {}))
+    except Exception:
+        return {}
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Run folders under `root` (those holding a config.yaml), newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and (p / "config.yaml").is_file()]
+    return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _float(text) -> Optional[float]:
+    if text in (None, ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+_DATASET_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32),
+                   "cifar100": (3, 32, 32)}

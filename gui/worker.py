@@ -1,0 +1,172 @@
+"""Background work for the desktop app: the Trainer in a QThread, and the heavy imports.
+
+    worker = TrainWorker(config, ckpt_path=None)      # parent-less QObject
+    thread = QThread(); worker.moveToThread(thread)
+    thread.started.connect(worker.run); worker.done.connect(thread.quit)
+    worker.epoch.connect(window.on_epoch)            # connect to @Slot methods, never lambdas
+    thread.start(); ...; worker.request_stop()       # from the GUI thread
+
+lit_opt knows nothing of Qt: `FitJob.listen` calls plain functions in the training thread
+with plain dicts (numbers, numpy arrays). `TrainWorker` is the bridge: it collects step
+rows and emits them at most `EMIT_INTERVAL` apart, so a fast run never floods the GUI's
+event loop, and emits each epoch row as it comes. Signals carry `object` payloads (lists,
+dicts of numpy arrays) that Qt queues to the receivers' thread untouched.
+
+`Importer` runs the 5-9 s import of torch and Lightning after the window shows.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+import traceback
+from typing import Any, Optional
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+EMIT_INTERVAL = 0.05  # seconds between step signals: at most 20 a second
+
+# Display-only Trainer settings for runs in the app (not written by the form's Save):
+# the progress bar and model summary would only print to the terminal behind the window.
+APP_TRAINER_OVERRIDES = {"enable_progress_bar": False, "enable_model_summary": False}
+
+
+def with_app_overrides(config: dict) -> dict:
+    """The config as the app runs it: the user's keys win over the display-only defaults."""
+    trainer = {**APP_TRAINER_OVERRIDES, **(config.get("trainer") or {})}
+    return {**config, "trainer": trainer}
+
+
+class Importer(QObject):
+    """Import torch, Lightning and the training spine off the GUI thread."""
+
+    ready = Signal(object)  # {"devices": [names of CUDA devices]}
+    failed = Signal(str)
+    done = Signal()
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            import torch
+
+            import lit_opt.lightning_cli  # noqa: F401  (Lightning, the data module, the model)
+            import lit_opt.toy  # noqa: F401
+
+            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            self.ready.emit({"devices": gpus})
+        except Exception as exc:  # shown in the window: the app is useless without torch
+            traceback.print_exc()
+            self.failed.emit(f"Could not load PyTorch/Lightning: {type(exc).__name__}: {exc}")
+        finally:
+            self.done.emit()
+
+
+class TrainWorker(QObject):
+    """One fit run (or a resume), from `prepare_fit` to the summary, in its own thread.
+
+    Signals, in order: `prepared(run_dir, config)` once the run folder exists; then any
+    number of `steps(chunk)` and `epoch(row)`; then exactly one of `finished(summary)`,
+    `stopped(message)` or `failed(message)`; then `done()`.
+
+    A `steps` chunk is {"rows": [step rows with a "time" key], "batches_per_epoch",
+    "max_epochs", "batch_size"}; an epoch row is lit_opt's (epochs.csv keys, "val/confusion",
+    "weights").
+    """
+
+    prepared = Signal(str, object)
+    steps = Signal(object)
+    epoch = Signal(object)
+    finished = Signal(object)
+    stopped = Signal(str)
+    failed = Signal(str)
+    done = Signal()
+
+    def __init__(self, config: dict, ckpt_path: Optional[str] = None):
+        super().__init__()  # no parent: it is moved to its own thread
+        self.config, self.ckpt_path = config, ckpt_path
+        self.job = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._pending: list[dict[str, Any]] = []
+        self._last_emit = 0.0
+        self._progress: dict[str, Any] = {}
+
+    # --- GUI thread ----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Thread-safe: end the run after the current batch (before training: do not start)."""
+        self._stop.set()
+        with self._lock:
+            if self.job is not None:
+                self.job.request_stop()
+
+    # --- worker thread -------------------------------------------------------------------
+
+    @Slot()
+    def run(self) -> None:
+        from lit_opt.errors import LitOptError, RunStopped
+
+        try:
+            from lit_opt.lightning_cli import prepare_fit
+
+            job = prepare_fit(with_app_overrides(self.config), ckpt_path=self.ckpt_path)
+            with self._lock:
+                self.job = job
+            config = copy.deepcopy(job.config)
+            # The data module's class names and input shape, as the checkpoint records them.
+            config.setdefault("model", {})["data_info"] = copy.deepcopy(dict(job.model.hparams.data_info))
+            self.prepared.emit(str(job.run_dir), config)
+            if self._stop.is_set():
+                _remove_if_empty(job.run_dir)
+                raise RunStopped("Stopped before training started.")
+            job.listen(epoch=self._on_epoch, step=self._on_step)
+            summary = job.run()
+            self._flush()
+            self.finished.emit(summary)
+        except RunStopped as exc:
+            self._flush()
+            where = getattr(exc, "run_dir", None)
+            keep = f" The run resumes from {where}/last.ckpt." if where else ""
+            self.stopped.emit(f"{exc}{keep}")
+        except LitOptError as exc:
+            self._flush()
+            self.failed.emit(str(exc))
+        except Exception as exc:  # a bug or an unforeseen input: still a message, not a crash
+            traceback.print_exc()
+            self._flush()
+            self.failed.emit(f"Unexpected error ({type(exc).__name__}): {exc}")
+        finally:
+            self.done.emit()
+
+    def _on_step(self, row: dict) -> None:
+        # StopOnRequest forgets a request made before training started (while the data
+        # loaded): repeat it here. The step listener runs before StopOnRequest's check, so
+        # the run still ends after this very batch.
+        if self._stop.is_set():
+            self.job.request_stop()
+        if not self._progress:
+            trainer = self.job.trainer
+            self._progress = {"batches_per_epoch": int(trainer.num_training_batches),
+                              "max_epochs": int(trainer.max_epochs or 0),
+                              "batch_size": int(self.job.datamodule.batch_size)}
+        self._pending.append({**row, "time": time.perf_counter()})
+        if time.perf_counter() - self._last_emit >= EMIT_INTERVAL:
+            self._flush()
+
+    def _on_epoch(self, row: dict) -> None:
+        self._flush()
+        self.epoch.emit(row)
+
+    def _flush(self) -> None:
+        if self._pending:
+            rows, self._pending = self._pending, []
+            self.steps.emit({"rows": rows, **self._progress})
+        self._last_emit = time.perf_counter()
+
+
+def _remove_if_empty(folder) -> None:
+    try:
+        folder.rmdir()  # only succeeds when nothing was written there
+    except OSError:
+        pass

@@ -1,0 +1,284 @@
+"""`python -m lit_opt sweep` and `python -m lit_opt compare`: run a study's trials, then report.
+
+    python -m lit_opt sweep --param model.l2 'logspace(-5,-1,10)' --out studies/l2 \
+        --config configs/seed003_best_mlp.yaml --trainer.max_epochs 5 --seeds 2
+    python -m lit_opt sweep --param model.lr 'logspace(-3,0,4)' --param data.batch_size 32,128 --out studies/lr
+    python -m lit_opt compare --optimizers sgd:0.01,0.1 momentum:0.01 adam:1e-4,1e-3 \
+        --datasets mnist fashion_mnist --seeds 3 --out studies/opt --trainer.max_epochs 3
+    python -m lit_opt sweep --study configs/studies/seed003_l2.yaml [--print-commands]
+
+Options the study does not know are `fit` options, given to every trial. Each trial runs
+in this process as `python -m lit_opt fit ... --run.root STUDY --run.name TRIAL`. Its
+folder says how far it got:
+
+- summary.json: finished, skipped when the study runs again (its files are not touched);
+- diverged.json (written here, beside the run's files): the loss became NaN/inf at the
+  step it names; reported as diverged, and the study goes on;
+- neither: interrupted. With a last.ckpt it resumes from there (`fit --ckpt_path`); without
+  one it is moved aside to STUDY/interrupted/ and started again. Nothing is deleted.
+
+`--print-commands` writes STUDY/study.json and prints one `python -m lit_opt fit ...` line
+per trial (for a cluster scheduler, or one process per GPU); `python -m lit_opt report
+STUDY` then reports whatever has finished. Exit codes: 0 every trial finished or diverged;
+1 a trial failed unexpectedly; 2 bad input; 130 stopped by Ctrl-C (run again to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import io
+import json
+import re
+import shlex
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Optional, Sequence
+
+from lit_opt.errors import ConfigError, LitOptError
+from lit_opt.studies import spec as specs
+from lit_opt.studies.results import DIVERGED_FILE, trial_state
+
+STUDY_FILE = "study.json"
+_DIVERGED = re.compile(r"diverged at epoch (\d+), step (\d+)")
+
+
+# --- command lines -----------------------------------------------------------------------
+
+
+def _parser(kind: str) -> argparse.ArgumentParser:
+    doc = sys.modules[__name__].__doc__
+    p = argparse.ArgumentParser(
+        prog=f"python -m lit_opt {kind}", allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=("Run a hyperparameter sweep: each trial is a fit of the base config with one or two "
+                     "keys changed." if kind == "sweep" else
+                     "Compare optimizers (each with one learning rate or a small grid, the best chosen on "
+                     "validation accuracy) on one or more datasets, over seeds."),
+        epilog="Any other option is a fit option given to every trial (--config FILE, --trainer.max_epochs 3, "
+               "--data.train_size 10000, ...).\n\n" + doc.split("\n\n", 1)[1])
+    p.add_argument("--study", metavar="FILE", help="a study file (YAML; configs/studies/ holds the seed studies); "
+                                                   "options given here add to it or replace its values")
+    if kind == "sweep":
+        p.add_argument("--param", nargs=2, action="append", metavar=("KEY", "VALUES"), default=[],
+                       help="a dotted config key and its values: 'logspace(-5,-1,10)', 'linspace(0,0.5,3)', "
+                            "'[10, 50]', 0,0.25,0.5 (twice for a 2-D sweep)")
+    else:
+        p.add_argument("--optimizers", nargs="+", metavar="NAME[:LRS]",
+                       help="registry names, each with its lr or lr grid: sgd:0.1 adam:1e-4,1e-3 "
+                            "rmsprop:'logspace(-4,-2,3)'")
+        p.add_argument("--datasets", nargs="+", metavar="NAME", help="dataset names (data.name), e.g. mnist fashion_mnist")
+    p.add_argument("--seeds", help="N (seeds 0..N-1, default 1) or a comma list like 0,3,7")
+    p.add_argument("--out", metavar="DIR", help="the study folder (default: checkpoints/studies/<study file name>)")
+    p.add_argument("--target", type=float, metavar="ACC",
+                   help="validation accuracy for the 'epochs/seconds to target' columns "
+                        "(default: 95%% of the best group's best validation accuracy)")
+    p.add_argument("--print-commands", action="store_true",
+                   help="print one `python -m lit_opt fit ...` line per trial and run nothing")
+    return p
+
+
+def _spec_from_args(kind: str, args, p) -> tuple[dict, Optional[Path]]:
+    spec, base_dir = ({}, None)
+    if args.study:
+        spec, base_dir = specs.read_study_file(args.study)
+        if spec.get("kind", kind) != kind:
+            raise ConfigError(f"{args.study} is a {spec['kind']} study: run it with `python -m lit_opt "
+                              f"{spec['kind']} --study {args.study}`")
+    if kind == "sweep":
+        sweep = dict(spec.get("sweep") or {})
+        for key, values in args.param:
+            sweep[key] = values
+        spec["sweep"] = sweep
+    else:
+        if args.optimizers:
+            spec["optimizers"] = {}
+            for item in args.optimizers:
+                name, _, lrs = item.partition(":")
+                spec["optimizers"][name] = {"lr": lrs} if lrs else {}
+        if args.datasets:
+            spec["datasets"] = list(args.datasets)
+    if args.seeds is not None:
+        spec["seeds"] = args.seeds
+    if args.target is not None:
+        spec["target"] = args.target
+    if not args.out and not spec.get("out"):
+        p.error("give the study folder with --out DIR (or a --study file)")
+    return spec, base_dir
+
+
+def build(kind: str, argv: Sequence[str]) -> tuple[specs.Study, bool]:
+    """The study a command line describes, and whether it only prints the commands."""
+    p = _parser(kind)
+    args, fit_args = p.parse_known_args(list(argv))
+    specs.check_fit_args(fit_args, kind)
+    spec, base_dir = _spec_from_args(kind, args, p)
+    source = f"python -m lit_opt {kind} " + shlex.join(list(argv))
+    make = specs.sweep_study if kind == "sweep" else specs.compare_study
+    return make(spec, out=args.out, base_dir=base_dir, fit_args=fit_args, source=source), args.print_commands
+
+
+def sweep_main(argv: Optional[Sequence[str]] = None) -> int:
+    return _main("sweep", sys.argv[1:] if argv is None else argv)
+
+
+def compare_main(argv: Optional[Sequence[str]] = None) -> int:
+    return _main("compare", sys.argv[1:] if argv is None else argv)
+
+
+def _main(kind: str, argv: Sequence[str]) -> int:
+    try:
+        study, print_only = build(kind, argv)
+        save_study(study)
+    except LitOptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if print_only:
+        for trial in study.trials:
+            print(trial.command())
+        print(f"# {len(study.trials)} trials; afterwards: python -m lit_opt report {study.out}", file=sys.stderr)
+        return 0
+    return run_study(study)
+
+
+# --- the study folder --------------------------------------------------------------------
+
+
+def save_study(study: specs.Study) -> Path:
+    """Write STUDY/study.json, keeping the trials of earlier runs of the study. A trial name
+    that comes back with other settings is refused: its folder holds the other settings' run."""
+    study.out.mkdir(parents=True, exist_ok=True)
+    path = study.out / STUDY_FILE
+    data = study.to_json()
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old.get("kind") != study.kind:
+            raise ConfigError(f"{study.out} holds a {old.get('kind')} study; choose another --out")
+        mine = {t["name"]: t for t in data["trials"]}
+        for trial in old.get("trials", []):
+            new = mine.get(trial["name"])
+            if new is not None and new["args"] != trial["args"]:
+                raise ConfigError(
+                    f"{study.out} already holds trial {trial['name']} made with other settings:\n"
+                    f"  before: {trial['command']}\n  now:    {new['command']}\n"
+                    f"choose another --out, or run the study as it was")
+        data["trials"] = [*[t for t in old.get("trials", []) if t["name"] not in mine], *data["trials"]]
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+class _Tee(io.TextIOBase):
+    """Pass text through to a stream and keep a copy (the fit's error message)."""
+
+    def __init__(self, stream):
+        self.stream, self.copy = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _fit(args: list[str]) -> tuple[int, str]:
+    """`python -m lit_opt fit ARGS` in this process: exit code and what it wrote to stderr."""
+    from lit_opt.cli import main
+
+    tee = _Tee(sys.stderr)
+    argv = sys.argv
+    sys.argv = argv[:1]  # LightningCLI warns when both args and sys.argv are given
+    try:
+        with contextlib.redirect_stderr(tee):
+            code = main(["fit", *args])
+    finally:
+        sys.argv = argv
+    return code, tee.copy.getvalue()
+
+
+def _divergence(run_dir: Path, message: str) -> dict:
+    """Epoch and step of a divergence: from the fit's message, else from last.ckpt."""
+    info = {"epoch": None, "step": None, "message": None}
+    found = _DIVERGED.findall(message)
+    lines = [line for line in message.splitlines() if "diverged" in line]
+    if lines:
+        info["message"] = lines[-1].removeprefix("error: ").strip()
+    if found:
+        info["epoch"], info["step"] = int(found[-1][0]), int(found[-1][1])
+    elif (run_dir / "last.ckpt").exists():
+        import torch
+
+        ckpt = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=True)
+        info["epoch"], info["step"] = ckpt.get("epoch"), ckpt.get("global_step")
+    return info
+
+
+def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
+    """Run (or resume, or skip) one trial; returns its state afterwards (results.trial_state)."""
+    run_dir = study.out / trial.name
+    state = trial_state(run_dir)
+    if state in ("finished", "diverged"):
+        log(f"{trial.name}: {state} before, skipped")
+        return state
+    args = trial.args
+    if state == "interrupted":
+        last = run_dir / "last.ckpt"
+        if last.is_file() and (run_dir / "config.yaml").is_file():
+            log(f"{trial.name}: interrupted before; resuming from {last}")
+            args = ["--ckpt_path", str(last)]
+        else:
+            aside = study.out / "interrupted" / f"{trial.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+            aside.parent.mkdir(exist_ok=True)
+            run_dir.rename(aside)
+            log(f"{trial.name}: interrupted before any checkpoint; its folder is moved to {aside}, starting again")
+    t0 = time.perf_counter()
+    code, err = _fit(args)
+    seconds = time.perf_counter() - t0
+    if code == 0:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        log(f"{trial.name}: finished in {seconds:.0f} s, test/acc {summary.get('test/acc')}")
+        return "finished"
+    if code == 1:
+        info = _divergence(run_dir, err)
+        (run_dir / DIVERGED_FILE).write_text(json.dumps(info, indent=1) + "\n")
+        log(f"{trial.name}: diverged at epoch {info['epoch']}, step {info['step']}; going on")
+        return "diverged"
+    if code == 130:
+        raise KeyboardInterrupt
+    if code == 2:
+        raise ConfigError(f"trial {trial.name} was refused (see the message above); its command:\n  "
+                          f"{trial.command()}")
+    raise RuntimeError(f"fit exited with code {code}")
+
+
+def run_study(study: specs.Study, log=print) -> int:
+    """Run every trial not finished yet, then write STUDY/report/. Returns an exit code."""
+    code = 0
+    n = len(study.trials)
+    log(f"{study.kind}: {n} trials in {study.out}")
+    try:
+        for i, trial in enumerate(study.trials, 1):
+            log(f"[{i}/{n}] {trial.name}")
+            try:
+                run_trial(study, trial, log)
+            except (KeyboardInterrupt, LitOptError):
+                raise
+            except Exception:  # noqa: BLE001  (one broken trial must not end a long study)
+                traceback.print_exc()
+                print(f"error: trial {trial.name} failed; the study goes on (run it again to retry)",
+                      file=sys.stderr)
+                code = 1
+    except KeyboardInterrupt:
+        print("\nStudy stopped. Run the same command again to resume: finished trials are skipped, an "
+              "interrupted one resumes from its last.ckpt.", file=sys.stderr)
+        return 130
+    except LitOptError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from lit_opt.studies.report import write_report
+
+    report = write_report([study.out], study.out / "report")
+    log(f"report: {report}")
+    return code
