@@ -168,7 +168,7 @@ class ClassifierModule(L.LightningModule):
             self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
             self.log("train/l2", (loss - ce).detach(), on_step=False, on_epoch=True, batch_size=n,
                      sync_dist=True)
-        self.train_acc(logits.detach(), y)
+        self.train_acc.update(logits.detach(), y)  # update only: no per-batch compute
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
 
     def _full_batch_step(self, x, y, batch_idx: int):
@@ -236,7 +236,7 @@ class ClassifierModule(L.LightningModule):
         mean_loss = getattr(self, f"{prefix}_loss")
         mean_loss.update(F.cross_entropy(logits, y), weight=len(y))
         self.log(f"{prefix}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=prefix == "val")
-        acc(logits, y)
+        acc.update(logits, y)
         confusion.update(logits, y)
         self.log(f"{prefix}/acc", acc, on_step=False, on_epoch=True, prog_bar=prefix == "val")
 
