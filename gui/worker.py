@@ -140,9 +140,9 @@ class TrainWorker(QObject):
             self.done.emit()
 
     def _on_step(self, row: dict) -> None:
-        # StopOnRequest forgets a request made before training started (while the data
-        # loaded): repeat it here. The step listener runs before StopOnRequest's check, so
-        # the run still ends after this very batch.
+        # A Stop pressed before the job existed (while torch or the data loaded) is handed
+        # on here; the step listener runs before StopOnRequest's check, so the run still
+        # ends after this very batch.
         if self._stop.is_set():
             self.job.request_stop()
         if not self._progress:

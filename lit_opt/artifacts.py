@@ -1,7 +1,7 @@
 """Files a run leaves behind for people: confusion matrices (CSV + PNG), weight images (PNG).
 
-matplotlib is imported lazily and with the Agg backend: these run headless, in a worker
-thread of the desktop app too.
+matplotlib is imported lazily, and figures are drawn on their own Agg canvas (no pyplot):
+these run headless, in a worker thread of the desktop app too.
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from torch import nn
 from lit_opt.nets import first_layer
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize):
+    """A matplotlib Figure with its own Agg canvas: no pyplot global state, safe in a worker thread."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize)
 
 
 def write_confusion(confusion: torch.Tensor, class_names: Sequence[str], stem: Path) -> None:
@@ -33,13 +31,13 @@ def write_confusion(confusion: torch.Tensor, class_names: Sequence[str], stem: P
     with Path(f"{stem}.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["true \\ predicted", *class_names, "accuracy"])
-        for name, row, total in zip(class_names, cm.tolist(), totals.tolist()):
-            acc = row[class_names.index(name)] / total if total else float("nan")
+        for i, (name, row, total) in enumerate(zip(class_names, cm.tolist(), totals.tolist())):
+            acc = row[i] / total if total else float("nan")
             w.writerow([name, *row, f"{acc:.4f}"])
     if len(class_names) > 30:  # a 100x100 picture with numbers in cells helps nobody
         return
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(class_names), 0.6 + 0.5 * len(class_names)))
+    fig = _figure((1.0 + 0.55 * len(class_names), 0.6 + 0.5 * len(class_names)))
+    ax = fig.subplots()
     im = ax.imshow(cm.numpy(), cmap="Blues")
     ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
     ax.set_yticks(range(len(class_names)), class_names)
@@ -55,7 +53,6 @@ def write_confusion(confusion: torch.Tensor, class_names: Sequence[str], stem: P
     ax.set_title(f"{Path(stem).name}: accuracy {acc:.4f}")
     fig.tight_layout()
     fig.savefig(f"{stem}.png", dpi=100)
-    plt.close(fig)
 
 
 def weight_images(layer: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
@@ -95,12 +92,11 @@ def write_first_layer(net: nn.Module, input_shape: Sequence[int], path: Path, ma
     images = weight_images(first_layer(net), input_shape)[:max_images]
     grid, cols = mosaic(images)
     limit = images.abs().max().item() or 1.0
-    plt = _pyplot()
     side = min(10.0, 1.0 + 0.9 * cols)
-    fig, ax = plt.subplots(figsize=(side, side * grid.shape[0] / grid.shape[1] + 0.4))
+    fig = _figure((side, side * grid.shape[0] / grid.shape[1] + 0.4))
+    ax = fig.subplots()
     im = ax.imshow(grid.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
     ax.axis("off")
     fig.colorbar(im, ax=ax, fraction=0.04)
     ax.set_title(f"first-layer weights, {images.shape[0]} units (red +, blue -)", fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)

@@ -48,10 +48,14 @@ class DivergenceGuard(Callback):
             return
         norm = torch.nn.utils.get_total_norm(grads)
         if not torch.isfinite(norm):
+            group = optimizer.param_groups[0]
+            suspects = f"the learning rate ({_current_lr(optimizer):g})"
+            if "rho" in group and "adaptive" in group:  # SAM: its neighbourhood size too
+                suspects += f" or SAM's rho ({group['rho']:g})"
             raise DivergenceError(
                 f"Training diverged at epoch {trainer.current_epoch}, step {trainer.global_step}: the loss or "
-                f"its gradient became {float(norm)}. The learning rate ({_current_lr(optimizer):g}) is "
-                f"probably too large for this net and optimizer; try a smaller one.")
+                f"its gradient became {float(norm)}. {suspects[0].upper() + suspects[1:]} is probably too "
+                f"large for this net and optimizer; try a smaller one.")
 
 
 def _current_lr(optimizer) -> float:
@@ -92,7 +96,10 @@ class StopOnRequest(Callback):
         signal.signal(signal.SIGINT, self._previous_handler or signal.default_int_handler)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._requested.is_set():
+        stop = self._requested.is_set()
+        if trainer.world_size > 1:  # Ctrl-C reaches the processes at different batches: agree first
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if stop:
             raise RunStopped(f"Stopped at epoch {trainer.current_epoch}, step {trainer.global_step}.")
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
@@ -130,6 +137,10 @@ class EpochSummary(Callback):
         self._train_seconds: Optional[float] = None
         self._samples = 0
         self.rows: list[dict[str, Any]] = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # A run resumed mid-epoch skips on_train_epoch_start for that epoch: start the clock here.
+        self.on_train_epoch_start(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0, self._train_seconds, self._samples = time.perf_counter(), None, 0
@@ -204,12 +215,26 @@ class RunFiles(Callback):
                                         self.run_dir / "weights.png")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if not trainer.is_global_zero:
+        if not isinstance(exception, (RunStopped, DivergenceError)):
             return
-        if isinstance(exception, (RunStopped, DivergenceError)):
-            exception.run_dir = self.run_dir  # so the message can say where last.ckpt is
-            finite = all(torch.isfinite(p).all() for p in pl_module.parameters())
-            if finite:  # never replace a good last.ckpt with NaN weights
-                trainer.save_checkpoint(self.run_dir / "last.ckpt")
-            if pl_module.val_confusion_matrix is not None:
-                self._write_pictures(pl_module, "val")
+        exception.run_dir = self.run_dir  # so the message can say where last.ckpt is
+        _undo_sam_perturbation(trainer)
+        # Every DDP process sees the same weights and calls save_checkpoint (it ends in a
+        # barrier); Lightning writes the file from process 0 only.
+        finite = all(torch.isfinite(p).all() for p in pl_module.parameters())
+        if finite:  # never replace a good last.ckpt with NaN weights
+            trainer.save_checkpoint(self.run_dir / "last.ckpt", weights_only=False)
+        if trainer.is_global_zero and pl_module.val_confusion_matrix is not None:
+            self._write_pictures(pl_module, "val")
+
+
+def _undo_sam_perturbation(trainer) -> None:
+    """A run that stops inside SAM's closure holds the perturbed weights w + e; SAM keeps w
+    as `old_p` in its state until its second step. Put w back before anything is saved."""
+    for opt in trainer.optimizers:
+        for group in opt.param_groups:
+            for p in group["params"]:
+                old = opt.state.get(p, {}).get("old_p")
+                if old is not None:
+                    p.data.copy_(old)
+                    del opt.state[p]["old_p"]

@@ -26,7 +26,7 @@ TRAINER_COMMANDS = {
     "fit": "train a model; each fresh run gets its own folder under checkpoints/",
     "validate": "evaluate a checkpoint on the validation split",
     "test": "evaluate a checkpoint on the official test set",
-    "predict": "class probabilities for the test set",
+    "predict": "class probabilities for the test set, written to predictions-<time>.csv",
 }
 # name -> ("module:function", description); the function takes argv and returns an exit code.
 OTHER_COMMANDS: dict[str, tuple[str, str]] = {
@@ -102,11 +102,20 @@ def _with_run_config(args: list[str]) -> list[str]:
 def run_trainer_command(command: str, args: list[str]) -> int:
     from lit_opt.errors import DivergenceError, LitOptError, RunStopped
 
-    # Lightning's advice for multi-worker DataLoaders and non-empty log folders does not
-    # apply: data is in memory, and a resumed run appends to its own folder on purpose.
-    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    import os
+
+    from lit_opt.runs import RUN_DIR_ENV
+
+    # Lightning advice that does not apply here: the data is in memory (no workers), a
+    # resumed run appends to its own folder on purpose, per-class accuracies are already
+    # reduced across processes, and short test runs log less often than every 50 steps.
+    for message in (".*exists and is not empty.*", ".*does not have many workers.*",
+                    ".*isinstance\\(treespec, LeafSpec\\).*", ".*smaller than the logging interval.*",
+                    ".*sync_dist=True.*"):
+        warnings.filterwarnings("ignore", message=message)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    run_dir_before = os.environ.get(RUN_DIR_ENV)
     try:
         from lit_opt.lightning_cli import LitOptCLI
 
@@ -117,13 +126,24 @@ def run_trainer_command(command: str, args: list[str]) -> int:
     except DivergenceError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
         return 1
-    except LitOptError as exc:
+    except (LitOptError, MisconfigurationException) as exc:
+        # MisconfigurationException: Lightning's own check of a Trainer setting (e.g. gradient
+        # clipping with an optimizer that steps by hand); its message says what is wrong.
+        _remove_if_empty(os.environ.get(RUN_DIR_ENV), run_dir_before)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     summary = getattr(cli, "summary", None)
     if summary:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _remove_if_empty(run_dir, previous) -> None:
+    """A run that failed before writing anything leaves no empty folder behind."""
+    from pathlib import Path
+
+    if run_dir and run_dir != previous and Path(run_dir).is_dir() and not any(Path(run_dir).iterdir()):
+        Path(run_dir).rmdir()
 
 
 def _resume_hint(exc) -> str:

@@ -3,8 +3,8 @@
 Every dataset lit_opt knows is a `DatasetSpec`: its name, image shape, class names,
 normalization statistics and how to read it. `load_split(spec, root, train)` returns
 `(images, labels)`: images uint8 (N, C, H, W), labels int64 (N,). The files are read
-with torchvision's own dataset classes (`image_folder` trees are decoded with
-torchvision.io), downloaded through torchvision when missing, and when that fails
+with torchvision's own dataset classes (`image_folder` pictures are decoded once with
+PIL and cached), downloaded through torchvision when missing, and when that fails
 the user gets one paragraph saying which files were expected where.
 
 Derived files (decoded image folders, unpacked archives) go to the per-user cache

@@ -28,6 +28,7 @@ from lit_opt.runs import (
     DEFAULT_ROOT,
     AtomicCheckpointIO,
     default_run_name,
+    new_run_dir,
     run_callbacks,
     run_dir_of_checkpoint,
     run_logger,
@@ -50,6 +51,7 @@ class LitOptCLI(LightningCLI):
         self.run_dir: Optional[Path] = None
         self.summary: Optional[dict] = None
         self._prepare_fit, self._fit_ckpt_path = prepare_fit, fit_ckpt_path
+        self._ckpt: Optional[dict] = None  # the checkpoint being resumed or evaluated, read once
         with warnings.catch_warnings():
             # args always come from lit_opt (the dispatcher, prepare_fit), never sys.argv twice.
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
@@ -72,21 +74,23 @@ class LitOptCLI(LightningCLI):
         parser.link_arguments("data.info", "model.data_info", apply_on="instantiate")
 
     def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads the checkpoint's hyperparameters here with a bare torch.load:
-        # check the file first, so a bad one gets lit_opt's clear message, not a traceback.
-        if self.config.get("subcommand"):
-            ckpt = self.config[self.config.subcommand].get("ckpt_path")
-            if ckpt:
-                from lit_opt.inference import read_checkpoint
-
-                read_checkpoint(ckpt)
+        # LightningCLI reads the checkpoint's hyperparameters here with a bare torch.load and
+        # lets them silently replace the model settings given: check the file first (a bad one
+        # gets lit_opt's clear message, not a traceback) and refuse settings it would ignore.
+        sub = self.config.get("subcommand")
+        ckpt = self.config[sub].get("ckpt_path") if sub else None
+        if ckpt:
+            self._ckpt = _read_checkpoint(ckpt)
+            refuse_changed_model_settings(ckpt, self._ckpt, self.config[sub].model.as_dict())
         super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path
         if ckpt:
-            check_checkpoint_dataset(ckpt, cfg.data.name)
+            if self._ckpt is None:
+                self._ckpt = _read_checkpoint(ckpt)
+            check_checkpoint_dataset(ckpt, self._ckpt, cfg.data.name)
         if self.subcommand and cfg.get("weights_only", False) is None:
             cfg["weights_only"] = True  # resume and evaluate without unpickling code
 
@@ -105,6 +109,7 @@ class LitOptCLI(LightningCLI):
             kwargs["default_root_dir"] = str(run_dir or Path(cfg.run.root))
             if trainer_cfg.get("logger") in (None, True):
                 kwargs["logger"] = False
+            kwargs.setdefault("enable_checkpointing", False)  # evaluation saves nothing
             self.save_config_callback = None  # evaluation writes no config into a run folder
         if not trainer_cfg.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
@@ -114,29 +119,86 @@ class LitOptCLI(LightningCLI):
         ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path
         if ckpt:
             run_dir = run_dir_of_checkpoint(ckpt)
-            if run_dir is not None:  # resume in the run's own folder, keeping its first config
+            if run_dir is not None and _is_latest(Path(ckpt), self._ckpt, run_dir):
+                # Resume in the run's own folder, keeping its first config.
                 stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
                 self.save_config_kwargs["config_filename"] = f"config.resumed-{stamp}.yaml"
                 return run_dir
+            if run_dir is not None:  # an earlier state: branch into a new folder, never over last.ckpt
+                return new_run_dir(run_dir.parent, None, f"{run_dir.name}-from-{Path(ckpt).stem}")
         return shared_run_dir(cfg.run.root, cfg.run.name,
                               default_run_name(cfg.data.name, cfg.model.net, cfg.model.optimizer))
+
+    def after_predict(self) -> None:
+        """Write the class probabilities (predict's output) beside the checkpoint, never over a file."""
+        import csv
+
+        import torch
+
+        if not self.trainer.is_global_zero:
+            return
+        probs = torch.cat([p.cpu() for p in self.trainer.predict_loop.predictions])
+        labels = self.datamodule.test_set[1][:len(probs)].tolist()
+        names = self.model.class_names
+        cfg = self.config["predict"]
+        folder = run_dir_of_checkpoint(cfg.ckpt_path) if cfg.ckpt_path else None
+        folder = folder or Path(cfg.run.root)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"predictions-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.csv"
+        with path.open("x", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "label", "predicted", *(f"p[{n}]" for n in names)])
+            for i, (label, row) in enumerate(zip(labels, probs.tolist())):
+                w.writerow([i, names[label], names[max(range(len(row)), key=row.__getitem__)],
+                            *(f"{v:.6f}" for v in row)])
+        self.summary = {"predictions": str(path), "images": len(labels)}
 
     def after_fit(self) -> None:
         cfg = self.config["fit"]
         self.summary = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, cfg.run.test)
 
 
-def check_checkpoint_dataset(ckpt_path, dataset: str) -> None:
-    """Refuse to evaluate or resume a checkpoint on another dataset than it was trained on."""
-    from lit_opt.errors import CheckpointError
+def _read_checkpoint(path) -> dict:
     from lit_opt.inference import read_checkpoint
 
-    path = Path(ckpt_path)
-    hparams = read_checkpoint(path).get("hyper_parameters") or {}
-    trained_on = (hparams.get("data_info") or {}).get("dataset")
+    return read_checkpoint(path)
+
+
+def _is_latest(ckpt_path: Path, ckpt: Optional[dict], run_dir: Path) -> bool:
+    """True if resuming from this checkpoint continues the run rather than rewinding it."""
+    last = run_dir / "last.ckpt"
+    if not last.exists() or last.resolve() == ckpt_path.resolve():
+        return True
+    last_step = _read_checkpoint(last).get("global_step", 0)
+    return (ckpt or {}).get("global_step", 0) >= last_step
+
+
+def check_checkpoint_dataset(ckpt_path, ckpt: dict, dataset: str) -> None:
+    """Refuse to evaluate or resume a checkpoint on another dataset than it was trained on."""
+    from lit_opt.errors import CheckpointError
+
+    trained_on = ((ckpt.get("hyper_parameters") or {}).get("data_info") or {}).get("dataset")
     if trained_on and trained_on != dataset:
-        raise CheckpointError(f"{path} was trained on {trained_on}, but data.name is {dataset}; pass "
+        raise CheckpointError(f"{ckpt_path} was trained on {trained_on}, but data.name is {dataset}; pass "
                               f"--data.name {trained_on}, or --config with the run's config.yaml")
+
+
+def refuse_changed_model_settings(ckpt_path, ckpt: dict, asked: dict) -> None:
+    """The model of a checkpoint is the checkpoint's: a model setting given with --ckpt_path that
+    differs from it would be silently ignored, so it is an error instead."""
+    import inspect
+
+    from lit_opt.errors import ConfigError
+
+    saved = ckpt.get("hyper_parameters") or {}
+    defaults = {k: p.default for k, p in inspect.signature(ClassifierModule.__init__).parameters.items()}
+    changed = [f"model.{k}: {asked[k]!r} (the checkpoint has {saved[k]!r})" for k in asked
+               if k in saved and k != "data_info" and asked[k] != defaults.get(k)
+               and (asked[k] or None) != (saved[k] or None)]
+    if changed:
+        raise ConfigError(f"{ckpt_path} fixes the model and its optimizer, so these settings would be "
+                          f"ignored: {'; '.join(changed)}. Leave them out to resume or evaluate, or "
+                          f"start a new run (without --ckpt_path) to change them")
 
 
 def finish_fit(trainer, model, datamodule, run_dir: Path, test: bool = True) -> dict:
@@ -144,10 +206,13 @@ def finish_fit(trainer, model, datamodule, run_dir: Path, test: bool = True) -> 
     best = trainer.checkpoint_callback
     summary = {"run_dir": str(run_dir), "epochs": trainer.current_epoch, "global_step": trainer.global_step,
                "best_val_acc": _num(best.best_model_score) if best else None}
-    if test and best is not None and best.best_model_path:
-        results = trainer.test(model, datamodule=datamodule, ckpt_path=best.best_model_path,
+    # best.ckpt needs validation; a run without it is tested at its last state.
+    tested = best.best_model_path if best is not None and best.best_model_path else run_dir / "last.ckpt"
+    if test and Path(tested).exists():
+        results = trainer.test(model, datamodule=datamodule, ckpt_path=str(tested), weights_only=True,
                                verbose=trainer.progress_bar_callback is not None)
-        summary.update({k: _num(v) for k, v in results[0].items() if "/acc_class/" not in k})
+        summary["tested"] = Path(tested).name
+        summary.update({k: _num(v) for k, v in results[0].items()})
     if trainer.is_global_zero:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -113,6 +113,7 @@ class ClassifierModule(L.LightningModule):
         self.val_acc = MulticlassAccuracy(k, average="micro")
         self.test_acc = MulticlassAccuracy(k, average="micro")
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in the checkpoint: a resumed run keeps its best so far
         # Means weighted by batch size, reduced across DDP processes once per epoch (in compute).
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_confusion = MulticlassConfusionMatrix(k)
@@ -121,6 +122,7 @@ class ClassifierModule(L.LightningModule):
         self.val_confusion_matrix: Optional[torch.Tensor] = None
         self.test_confusion_matrix: Optional[torch.Tensor] = None
         self._gd_samples = 0
+        self._gd_restore: Optional[list] = None  # gd's summed gradient from a checkpoint
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -249,6 +251,8 @@ class ClassifierModule(L.LightningModule):
     def _log_confusion(self, prefix: str, confusion) -> torch.Tensor:
         cm = confusion.compute().cpu()
         confusion.reset()
+        if prefix != "val":  # the test's per-class accuracies are in confusion_test.csv
+            return cm
         per_class = per_class_accuracy(cm)
         for name, value in zip(self.class_names, per_class.tolist()):
             # Already reduced across processes (the confusion matrix syncs in compute).
@@ -305,6 +309,10 @@ class ClassifierModule(L.LightningModule):
         checkpoint["lit_opt_rng"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["lit_opt_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        if self.optimizer_info.full_batch:  # gd mid-epoch: the gradient summed so far is state too
+            checkpoint["lit_opt_gd"] = {
+                "samples": self._gd_samples,
+                "grads": [None if p.grad is None else p.grad.detach().cpu().clone() for p in self.net.parameters()]}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         rng = checkpoint.get("lit_opt_rng")
@@ -313,6 +321,16 @@ class ClassifierModule(L.LightningModule):
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
+        gd = checkpoint.get("lit_opt_gd")
+        if gd is not None and self.optimizer_info.full_batch:
+            # Put back in on_train_start: the Trainer zeroes the gradients after restoring.
+            self._gd_samples, self._gd_restore = gd["samples"], gd["grads"]
+
+    def on_train_start(self) -> None:
+        grads, self._gd_restore = self._gd_restore, None
+        if grads is not None:
+            for p, g in zip(self.net.parameters(), grads):
+                p.grad = None if g is None else g.to(p.device)
 
 
 def check_precision(optimizer: str, precision: str) -> None:

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
 import re
@@ -21,6 +22,8 @@ from typing import Optional
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_opt.callbacks import DivergenceGuard, EpochSummary, Listener, RunFiles, StopOnRequest
@@ -73,7 +76,7 @@ def process_rank() -> int:
 
 def _job_id() -> Optional[str]:
     """The id of a job whose processes were all started together by torchrun or SLURM."""
-    if os.environ.get("TORCHELASTIC_RUN_ID"):
+    if os.environ.get("TORCHELASTIC_RUN_ID", "none") != "none":  # torchrun says "none" without --rdzv-id
         return os.environ["TORCHELASTIC_RUN_ID"]
     if os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1:
         return os.environ["SLURM_JOB_ID"]
@@ -116,6 +119,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
             super().save_checkpoint(checkpoint, tmp, storage_options)
+            with open(tmp, "rb+") as f:  # on disk before the rename, so a power cut cannot empty it
+                os.fsync(f.fileno())
             os.replace(tmp, path)
         finally:
             if tmp.exists():
@@ -140,9 +145,38 @@ def run_callbacks(run_dir: Path, listener: Optional[Listener] = None,
     ]
 
 
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer deletes an existing metrics.csv when its folder is not empty
+    (a resumed run's folder always is); this one keeps it and appends, starting from the
+    file's own columns so rows logged before the resume keep theirs."""
+
+    def __init__(self, log_dir: str):
+        super().__init__(log_dir)
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
+
+    def _check_log_dir_exists(self) -> None:
+        pass
+
+
+class RunLogger(CSVLogger):
+    """metrics.csv directly in the run folder (no version sub-folders), appended to on resume."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(save_dir=str(run_dir), name="", version="")
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
 def run_logger(run_dir: Path) -> CSVLogger:
-    """metrics.csv directly in the run folder (no version sub-folders)."""
-    return CSVLogger(save_dir=str(run_dir), name="", version="")
+    return RunLogger(run_dir)
 
 
 def stop_callback(trainer) -> Optional[StopOnRequest]:

@@ -11,13 +11,16 @@ from lightning.pytorch.callbacks import Callback
 
 
 class StopAtStep(Callback):
-    """Press the run's Stop button (StopOnRequest) once the given global step is reached."""
+    """Press the run's Stop button (StopOnRequest) at a global step, or at (epoch, batch)."""
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int = -1, epoch: int = -1, batch: int = -1, rank: int = -1):
+        self.step, self.epoch, self.batch, self.rank = step, epoch, batch, rank
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:  # once: a resumed run starts past it
+        if self.rank >= 0 and trainer.global_rank != self.rank:  # only this process sees the stop
+            return
+        # Once only: a resumed run starts past the point.
+        if trainer.global_step == self.step or (trainer.current_epoch, batch_idx) == (self.epoch, self.batch):
             from lit_opt.runs import stop_callback
 
             stop_callback(trainer).request_stop()

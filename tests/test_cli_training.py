@@ -97,23 +97,30 @@ def _weights(ckpt: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(real_data, tmp_path):
-    # Dropout and L2 on, so the resumed run must also restore the random state and the penalty.
+@pytest.mark.parametrize("optimizer, steps", [("momentum", 40), ("gd", 2)])
+def test_a_run_stopped_mid_epoch_resumes_to_the_same_weights(optimizer, steps, real_data, tmp_path):
+    # Dropout and L2 on, so the resumed run must also restore the random state and the penalty;
+    # gd must also keep the gradient it had summed over the first part of the epoch.
     common = [*SMALL_MNIST, "--data.data_dir", str(real_data), "--model.dropout", "0.25",
-              "--model.l2", "1e-4", "--model.optimizer", "momentum", "--trainer.max_epochs", "2",
+              "--model.l2", "1e-4", "--model.optimizer", optimizer, "--trainer.max_epochs", "2",
               "--run.test", "false"]
     code, whole = fit(tmp_path, *common)
     assert code == 0
 
-    stop = json.dumps([{"class_path": "tests.helpers.StopAtStep", "init_args": {"step": 27}}])
+    stop = json.dumps([{"class_path": "tests.helpers.StopAtStep", "init_args": {"epoch": 1, "batch": 6}}])
     code, stopped = fit(tmp_path, *common, "--trainer.callbacks", stop)
     assert code == 130  # stopped on request, in epoch 1 (20 batches per epoch)
-    assert torch.load(stopped / "last.ckpt", weights_only=True)["global_step"] == 27
+    state = torch.load(stopped / "last.ckpt", weights_only=True)
+    assert state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"] == 7
 
     code, same = fit(tmp_path, "--ckpt_path", str(stopped / "last.ckpt"))
     assert code == 0 and same is None  # resumed in its own folder, no new one
     resumed = torch.load(stopped / "last.ckpt", weights_only=True)
-    assert resumed["global_step"] == 40 == torch.load(whole / "last.ckpt", weights_only=True)["global_step"]
+    assert resumed["global_step"] == steps == torch.load(whole / "last.ckpt", weights_only=True)["global_step"]
+    # The metrics logged before the stop are still there (a resume appends, never deletes).
+    epochs = (stopped / "metrics.csv").read_text().splitlines()
+    assert any(line.split(",")[0] == "0" for line in epochs[1:])
+    assert (stopped / "epochs.csv").read_text().count("\n") == 3  # header + epochs 0 and 1
     a, b = _weights(whole / "last.ckpt"), resumed["state_dict"]
     assert a.keys() == b.keys()
     for key in a:

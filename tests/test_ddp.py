@@ -36,18 +36,18 @@ def data(tmp_path_factory):
     return root
 
 
-def lit_opt(*args: str, cwd: Path, devices: int = 2):
+def lit_opt(*args: str, cwd: Path, devices: int = 2, code: int = 0):
     """Run `python -m lit_opt ARGS`: in a subprocess for DDP, in this process otherwise."""
     if devices == 1:
         from lit_opt.cli import main
 
-        assert main(list(args)) == 0
+        assert main(list(args)) == code
         return None
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("LIT_OPT_RUN_DIR", None)
     out = subprocess.run([sys.executable, "-m", "lit_opt", *args], cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == code, out.stderr[-3000:]
     return out
 
 
@@ -131,3 +131,18 @@ def test_sam_perturbs_with_the_global_gradient(data, tmp_path):
         finals.append(weights(next(runs.iterdir()) / "last.ckpt"))
     for key in finals[0]:
         torch.testing.assert_close(finals[0][key], finals[1][key], atol=1e-5, rtol=0)
+
+
+def test_stop_on_two_processes_ends_cleanly_with_a_resumable_checkpoint(data, tmp_path):
+    """A stop seen by one process must stop both at the same batch (they agree each step),
+    with the clean message and exit code 130, and a last.ckpt that resumes on 2 processes."""
+    runs = tmp_path / "runs"
+    args = common(data, runs, 2, "--model.optimizer", "momentum", "--data.batch_size", "50",
+                  "--trainer.max_epochs", "2", "--run.test", "false")
+    out = lit_opt("fit", *args, *callbacks(("StopAtStep", {"step": 5, "rank": 1})), cwd=tmp_path, code=130)
+    assert "Stopped at epoch 0, step 5" in out.stderr and "Traceback" not in out.stderr
+    run = next(runs.iterdir())
+    assert torch.load(run / "last.ckpt", weights_only=True)["global_step"] == 5
+    lit_opt("fit", *common(data, runs, 2), "--ckpt_path", str(run / "last.ckpt"), cwd=tmp_path)
+    assert torch.load(run / "last.ckpt", weights_only=True)["global_step"] == 2 * 5  # 2 epochs of 5 steps
+    assert len(list(runs.iterdir())) == 1

@@ -50,12 +50,14 @@ def test_weight_decay_skips_biases_and_batchnorm():
         assert decay_of[id(p)] == expected, name
 
 
-def _full_gradient_step(model, dm, lr):
-    """One plain SGD step on the mean cross-entropy over the whole training set (independent)."""
+def _full_gradient_step(model, dm, lr, l2=0.0):
+    """One plain SGD step on the mean cross-entropy over the whole training set plus
+    l2 * (sum of squared weight matrices), computed independently of the module."""
     ref = copy.deepcopy(model.net)
     images, labels = dm.train_set
     x = normalize(images, dm.info["mean"], dm.info["std"])
     loss = F.cross_entropy(ref(x), labels)
+    loss = loss + l2 * sum((p ** 2).sum() for name, p in ref.named_parameters() if name.endswith("weight"))
     grads = torch.autograd.grad(loss, list(ref.parameters()))
     return [p.detach() - lr * g for p, g in zip(ref.parameters(), grads)]
 
@@ -63,8 +65,9 @@ def _full_gradient_step(model, dm, lr):
 def test_gd_takes_one_step_per_epoch_on_the_whole_training_set(tiny_mnist):
     dm = _dm(tiny_mnist, batch_size=16)  # 50 training images: batches of 16, 16, 16, 2
     dm.setup("fit")
-    model = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer="gd", lr=0.5, data_info=dm.info)
-    expected = _full_gradient_step(model, dm, 0.5)
+    model = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer="gd", lr=0.5, l2=0.01,
+                             data_info=dm.info)
+    expected = _full_gradient_step(model, dm, 0.5, l2=0.01)
     trainer = quiet_trainer(max_epochs=1, limit_val_batches=0)
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 1
@@ -89,6 +92,23 @@ def test_sam_counts_each_batch_once_and_updates_batchnorm_once(tiny_mnist):
     assert trainer.global_step == 8
     bn = [m for m in model.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert bn and all(m.num_batches_tracked.item() == 8 for m in bn)
+
+
+def test_sam_updates_batchnorm_statistics_from_the_first_pass_only(tiny_mnist):
+    """After one SAM step on one batch, the running statistics are those of a single forward
+    pass at the starting weights (the second pass, at the perturbed weights, must not count)."""
+    dm = _dm(tiny_mnist, batch_size=50)  # one batch
+    dm.setup("fit")
+    model = ClassifierModule(net="cifar_resnet", net_args={"width": 2}, optimizer="sam",
+                             optimizer_args={"base": "sgd", "rho": 0.5}, data_info=dm.info)
+    ref = copy.deepcopy(model.net).train()
+    ref(normalize(dm.train_set[0], dm.info["mean"], dm.info["std"]))  # one pass at w0 (any order)
+    quiet_trainer(max_epochs=1, limit_val_batches=0).fit(model, datamodule=dm)
+    got = [m for m in model.net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    want = [m for m in ref.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.running_mean, b.running_mean, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a.running_var, b.running_var, atol=1e-5, rtol=1e-4)
 
 
 def test_sam_step_uses_the_gradient_at_the_perturbed_weights(tiny_mnist):

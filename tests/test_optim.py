@@ -309,3 +309,12 @@ def test_public_api_names():
     from lit_opt.optim.registry import split_decay as from_registry  # the documented import path
 
     assert from_registry is split_decay
+
+
+@pytest.mark.parametrize("base", [b for b in names() if b not in ("gd", "sam")])
+def test_sam_keeps_its_own_rho_whatever_the_base(base):
+    """SAM's rho (default 0.05) must never be replaced by a base optimizer's key of the same name."""
+    assert validate("sam", base=base)["rho"] == 0.05
+    params = [torch.nn.Parameter(torch.ones(3))]
+    opt = build("sam", params, base=base, rho=0.2)
+    assert opt.param_groups[0]["rho"] == 0.2

@@ -127,6 +127,10 @@ _SAM_SGD = (_lr(0.01), _momentum(0.9), _wd(0.0))
 def _resolve_sam(given: dict) -> dict:
     base = _SAM_OWN[0].check(given.get("base", "sgd"), "sam")
     base_fields = _SAM_SGD if base == "sgd" else _BY_NAME[base].hyperparameters
+    # SAM's own keys win: pytorch_optimizer.SAM keeps `rho` for itself, so Adadelta's rho
+    # (same name) cannot reach a SAM-wrapped Adadelta, which keeps torch's default 0.9.
+    own = {hp.name for hp in _SAM_OWN}
+    base_fields = tuple(hp for hp in base_fields if hp.name not in own)
     fields = _SAM_OWN + base_fields
     _reject_unknown(f"sam (base {base})", given, fields)
     return {hp.name: hp.check(given.get(hp.name, hp.default), "sam") for hp in fields}

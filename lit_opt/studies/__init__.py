@@ -1,12 +1,12 @@
-"""Studies: optimizer comparisons and hyperparameter sweeps made of ordinary `fit` runs.
+r"""Studies: optimizer comparisons and hyperparameter sweeps made of ordinary `fit` runs.
 
-    python -m lit_opt sweep --param model.l2 'logspace(-5,-1,10)' --seeds 2 --out studies/l2 \
+    python -m lit_opt sweep --param model.l2 'logspace(-5,-1,10)' --seeds 2 --out checkpoints/studies/l2 \
         --config configs/seed003_best_mlp.yaml --trainer.max_epochs 5
     python -m lit_opt compare --optimizers sgd:0.1 adam:1e-4,1e-3 --datasets mnist fashion_mnist \
-        --seeds 2 --out studies/opt --trainer.max_epochs 3
+        --seeds 2 --out checkpoints/studies/opt --trainer.max_epochs 3
     python -m lit_opt sweep --study configs/studies/seed003_l2.yaml      # a study file
     python -m lit_opt sweep --study configs/studies/seed003_l2.yaml --print-commands
-    python -m lit_opt report studies/l2                                  # or any run folders
+    python -m lit_opt report checkpoints/studies/l2                     # or any run folders
 
 Every trial is a `python -m lit_opt fit ...` into its own run folder `<study>/<trial>/`
 (docs/reference.md), so a study is resumable (finished trials are skipped) and its

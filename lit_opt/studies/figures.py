@@ -42,7 +42,7 @@ def _colours(n: int, ordered: bool):
 
 def _label(group: Group, skip: Sequence[str] = ()) -> str:
     parts = [f"{short_key(k)}={label_value(v)}" for k, v in group.values.items()
-             if k not in skip and k != "data.data_dir"]
+             if k not in skip and k != "data.data_dir" and v is not None]
     return ", ".join(parts) or "all runs"
 
 
@@ -101,10 +101,13 @@ def curves(groups: list[Group], path: Path, row_key: Optional[str] = None, title
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(f"{row_name}: {name}" if row_name else name, fontsize=10)
             ax.grid(alpha=0.3)
-        axes[r][2].legend(fontsize=7, loc="lower right")
+        if len(row_groups) > 5:  # many values: the legend beside the plots, not over the curves
+            axes[r][2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+        else:
+            axes[r][2].legend(fontsize=7, loc="lower right")
     fig.suptitle(title or "per-epoch curves: mean over seeds, band = +- 1 std", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -149,7 +152,8 @@ def metric_vs_value(groups: list[Group], key: Optional[str], metric: str, ylabel
         ax.set_xticks(range(len(cats)), cats, rotation=30 if max(map(len, cats)) > 6 else 0, ha="right")
     elif log_axis(xs_num):
         ax.set_xscale("log")
-    ax.set_xlabel(short_key(key) if key else "")
+    lists = key and not categorical and any(isinstance(g.values.get(key), list) for g in groups)
+    ax.set_xlabel(f"{short_key(key)} (units in each layer)" if lists else short_key(key) if key else "")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     if line_key or diverged_x:
@@ -209,21 +213,37 @@ def lr_sensitivity(groups: list[Group], path: Path, lr_key: str = "model.lr") ->
     return path
 
 
+def first_layer_images(ckpt_path: Path):
+    """The first Linear/Conv2d layer's weights of a checkpoint as images (K, H, W), read from its
+    state dict (`torch.load(weights_only=True)`): no model is built, so checkpoints of older
+    module versions work too."""
+
+    from lit_opt.inference import read_checkpoint
+
+    ckpt = read_checkpoint(ckpt_path)
+    shape = ckpt["hyper_parameters"]["data_info"]["input_shape"]
+    for key, w in ckpt["state_dict"].items():  # in registration order: the first weight is the first layer's
+        if key.startswith("net.") and key.endswith(".weight") and w.dim() in (2, 4):
+            w = w.float()
+            if w.dim() == 4:  # conv filters, input channels averaged
+                return w.mean(dim=1)
+            c, h, width = shape
+            if w.shape[1] == c * h * width:
+                return w.view(w.shape[0], c, h, width).mean(dim=1)
+            return None
+    return None
+
+
 def first_layer_weights(groups: list[Group], key: str, path: Path, per_value: int = 8) -> Optional[Path]:
     """`per_value` first-layer weight images (the same units, chosen at random once) from the
     best.ckpt of the first finished run at the smallest, middle and largest value of `key`."""
-    from lit_opt import artifacts, inference
-    from lit_opt.nets import first_layer
-
     with_runs = [g for g in groups if g.finished and (g.finished[0].path / "best.ckpt").is_file()]
     if len(with_runs) < 2:
         return None
     picks = [with_runs[i] for i in sorted({0, len(with_runs) // 2, len(with_runs) - 1})]
-    rows = []
-    for g in picks:
-        model = inference.load(g.finished[0].path / "best.ckpt")
-        images = artifacts.weight_images(first_layer(model.net), model.hparams.data_info["input_shape"])
-        rows.append((g, images))
+    rows = [(g, first_layer_images(g.finished[0].path / "best.ckpt")) for g in picks]
+    if any(images is None for _, images in rows):
+        return None
     import torch
 
     n_units = min(len(images) for _, images in rows)

@@ -1,6 +1,6 @@
 """`python -m lit_opt report RUN_FOLDERS...`: one report for any set of finished runs.
 
-    python -m lit_opt report studies/l2                         # a study folder -> studies/l2/report/
+    python -m lit_opt report checkpoints/studies/l2                         # a study folder -> studies/l2/report/
     python -m lit_opt report checkpoints/run-a checkpoints/run-b --out my_report
     python -m lit_opt report checkpoints --target 0.97          # every run folder under checkpoints/
 
@@ -89,36 +89,55 @@ def group_row(group: Group, keys: list[str], target: Optional[float]) -> dict:
     return row
 
 
-def _md_table(groups: list[Group], keys: list[str], target: Optional[float]) -> list[str]:
+def targets_of(groups: list[Group], target: Optional[float]) -> dict[int, Optional[float]]:
+    """Each group's target validation accuracy: the one given, else per dataset the default."""
+    if target is not None:
+        return {id(g): target for g in groups}
+    datasets: dict[str, list[Group]] = {}
+    for g in groups:
+        key = f"{g.values.get('data.name')} {g.values.get('data.data_dir')}"
+        datasets.setdefault(key, []).append(g)
+    return {id(g): default_target(part) for part in datasets.values() for g in part}
+
+
+def _md_table(groups: list[Group], keys: list[str], targets: dict[int, Optional[float]]) -> list[str]:
+    values = {targets[id(g)] for g in groups}
+    one = values.pop() if len(values) == 1 else None
     head = [*(short_key(k) for k in keys), "seeds", "test acc", "test loss", "best val acc", "best epoch",
-            "epochs", f"epochs to {target:.2f}" if target else "epochs to target",
-            f"s to {target:.2f}" if target else "s to target", "s / epoch", "notes"]
+            "epochs", *([] if one else ["target"]), f"epochs to {one:.2f}" if one else "epochs to target",
+            f"s to {one:.2f}" if one else "s to target", "s / epoch", "notes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for g in groups:
+        target = targets[id(g)]
         epochs, seconds, hits = g.to_target(target) if target is not None else (None, None, 0)
         reach = "-" if not hits else (f"{epochs:.1f}" + ("" if hits == len(g.finished) else f" ({hits}/{len(g.finished)})"))
         cells = [*(label_value(g.values[k]) for k in keys), f"{len(g.finished)}/{len(g.runs)}",
                  _fmt(*g.stat("test/acc")), _fmt(*g.stat("test/loss")), _fmt(*g.stat("best_val_acc")),
-                 _fmt(g.stat("best_epoch")[0], None, 1), _fmt(g.stat("epochs")[0], None, 0), reach,
+                 _fmt(g.stat("best_epoch")[0], None, 1), _fmt(g.stat("epochs")[0], None, 0),
+                 *([] if one else [_fmt(target, None, 2)]), reach,
                  _fmt(seconds, None, 1) if hits else "-", _fmt(*g.stat("epoch_time"), digits=2), _notes(g)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def _class_table(groups: list[Group], keys: list[str]) -> tuple[list[str], list[dict]]:
-    accs = [(g, g.class_acc()) for g in groups]
-    accs = [(g, a) for g, a in accs if a]
-    if not accs:
-        return [], []
-    names = list(accs[0][1])
-    rows = [{"group": g.label, **{n: _num(a.get(n)) for n in names}} for g, a in accs]
-    if len(names) > 20:
-        return [], rows
-    head = [*(short_key(k) for k in keys), *names]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for g, a in accs:
-        lines.append("| " + " | ".join([*(label_value(g.values[k]) for k in keys),
-                                        *(_fmt(a.get(n), None, 3) for n in names)]) + " |")
+    """Markdown lines (one table per set of class names, when there are at most 20) and CSV rows."""
+    by_names: dict[tuple, list] = {}
+    for g in groups:
+        acc = g.class_acc()
+        if acc:
+            by_names.setdefault(tuple(acc), []).append((g, acc))
+    lines, rows = [], []
+    for names, accs in by_names.items():
+        rows += [{"group": g.label, **{n: _num(a.get(n)) for n in names}} for g, a in accs]
+        if len(names) > 20:
+            continue
+        head = [*(short_key(k) for k in keys), *names]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for g, a in accs:
+            lines.append("| " + " | ".join([*(label_value(g.values[k]) for k in keys),
+                                            *(_fmt(a.get(n), None, 3) for n in names)]) + " |")
+        lines.append("")
     return lines, rows
 
 
@@ -152,11 +171,12 @@ def write_report(paths: Sequence, out: Path, target: Optional[float] = None, tit
     kind = study.get("kind") or ("compare" if "model.optimizer" in keys else "sweep")
     if kind == "compare" and "model.lr" in keys:
         select_learning_rates(groups)
-    target = target if target is not None else study.get("target") or default_target(groups)
+    given = target if target is not None else study.get("target")
+    targets = targets_of(groups, given)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
-    _write_csv(out / "groups.csv", [group_row(g, keys, target) for g in groups])
+    _write_csv(out / "groups.csv", [group_row(g, keys, targets[id(g)]) for g in groups])
     _write_csv(out / "trials.csv", [trial_row(r, g) for g in groups for r in g.runs])
     class_lines, class_rows = _class_table([g for g in groups if g.selected], keys)
     _write_csv(out / "class_accuracy.csv", class_rows)
@@ -167,20 +187,22 @@ def write_report(paths: Sequence, out: Path, target: Optional[float] = None, tit
               + ", ".join(f"{n} {s}" for s, n in states.items() if n) + ".")
     if study.get("source"):
         md += ["", f"Made by `{study['source']}` (in {study.get('cwd', '.')})."]
-    auto = " (95% of the best group, floored)" if not study.get("target") else ""
+    shown_targets = sorted({f"{t:.2f}" for t in targets.values() if t is not None})
+    what = given if given is not None else (" / ".join(shown_targets) or "-") + (
+        " (95% of the best group's best val acc, floored" + (", per dataset)" if len(shown_targets) > 1 else ")"))
     md += ["", (f"Numbers are mean ± sample std over each group's finished runs (seeds). Test accuracy and "
                 f"loss are of each run's best.ckpt (highest val/acc) on the test set; the best epoch is 1-based; "
                 f"epochs and seconds to target count training time only (validation excluded) until val/acc "
-                f"first reached {target if target is not None else '-'}{auto}, averaged over the runs that "
+                f"first reached {what}, averaged over the runs that "
                 f"reached it; s / epoch is the mean of train/epoch_time."), ""]
     shown = [g for g in groups if g.selected]
     if kind == "compare" and len(shown) < len(groups):
         md += ["## Chosen learning rates", "",
                "Each optimizer's learning rate chosen on the highest mean best validation accuracy.", ""]
-        md += _md_table(shown, keys, target) + ["", "## Every learning rate", ""]
-        md += _md_table(groups, keys, target)
+        md += _md_table(shown, keys, targets) + ["", "## Every learning rate", ""]
+        md += _md_table(groups, keys, targets)
     else:
-        md += ["## Results", ""] + _md_table(groups, keys, target)
+        md += ["## Results", ""] + _md_table(groups, keys, targets)
     if class_lines:
         md += ["", "## Test accuracy per class", ""] + class_lines
 
@@ -202,33 +224,39 @@ def _figures(groups: list[Group], shown: list[Group], keys: list[str], kind: str
              study_keys: list[str]) -> list[tuple[str, str]]:
     pictures: list[tuple[str, str]] = []
 
-    def add(path, caption):
+    def add(draw, caption):
+        """Draw one figure; a figure that cannot be drawn is reported and left out, never fatal."""
+        try:
+            path = draw()
+        except Exception as exc:  # noqa: BLE001
+            print(f"warning: figure left out ({caption}): {type(exc).__name__}: {exc}", file=sys.stderr)
+            return
         if path is not None:
             pictures.append((Path(path).name, caption))
 
     row_key = "data.name" if "data.name" in keys else None
-    add(figures.curves(shown, out / "curves.png", row_key),
+    add(lambda: figures.curves(shown, out / "curves.png", row_key),
         "Training loss, validation loss and validation accuracy per epoch, mean over seeds with a ±1 std band"
         + (" (chosen learning rate of each optimizer)" if kind == "compare" else ""))
     if kind == "compare":
-        add(figures.lr_sensitivity(groups, out / "lr_sensitivity.png"),
+        add(lambda: figures.lr_sensitivity(groups, out / "lr_sensitivity.png"),
             "Best validation accuracy against the learning rate per optimizer; the chosen one is starred")
     if kind == "sweep" and keys:
         key, line = _axes(keys, study_keys, groups)
         what = short_key(key) if key else "group"
-        add(figures.metric_vs_value(groups, key, "test/acc", "test accuracy", out / "test_acc.png", line),
+        add(lambda: figures.metric_vs_value(groups, key, "test/acc", "test accuracy", out / "test_acc.png", line),
             f"Test accuracy against {what} (mean ± std over seeds; red x: diverged)")
-        add(figures.metric_vs_value(groups, key, "epoch_time", "seconds per training epoch",
+        add(lambda: figures.metric_vs_value(groups, key, "epoch_time", "seconds per training epoch",
                                     out / "epoch_time.png", line),
             f"Training time per epoch against {what} (validation excluded)")
         if key and numeric(groups[0].values.get(key)) is not None and line is None and len(groups) >= 3:
-            add(figures.first_layer_weights(groups, key, out / "weights.png"),
+            add(lambda: figures.first_layer_weights(groups, key, out / "weights.png"),
                 f"First-layer weights (8 units, the same in each row) at the smallest, middle and largest "
                 f"{short_key(key)}")
     best = max((g for g in shown if g.finished), key=lambda g: g.stat("test/acc")[0], default=None)
     if best is not None and (best.finished[0].path / "confusion_test.png").is_file():
         shutil.copyfile(best.finished[0].path / "confusion_test.png", out / "best_confusion_test.png")
-        add(out / "best_confusion_test.png",
+        add(lambda: out / "best_confusion_test.png",
             f"Test confusion matrix of {best.finished[0].name} (the group with the highest mean test "
             f"accuracy: {best.label})")
     return pictures

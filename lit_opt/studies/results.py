@@ -220,7 +220,7 @@ class Group:
     @property
     def label(self) -> str:
         return ", ".join(f"{short_key(k)}={label_value(v)}" for k, v in self.values.items()
-                         if k != "data.data_dir") or "all runs"
+                         if k != "data.data_dir" and v is not None) or "all runs"
 
     @property
     def finished(self) -> list[Run]:

@@ -1,10 +1,10 @@
-"""`python -m lit_opt sweep` and `python -m lit_opt compare`: run a study's trials, then report.
+r"""`python -m lit_opt sweep` and `python -m lit_opt compare`: run a study's trials, then report.
 
-    python -m lit_opt sweep --param model.l2 'logspace(-5,-1,10)' --out studies/l2 \
+    python -m lit_opt sweep --param model.l2 'logspace(-5,-1,10)' --out checkpoints/studies/l2 \
         --config configs/seed003_best_mlp.yaml --trainer.max_epochs 5 --seeds 2
-    python -m lit_opt sweep --param model.lr 'logspace(-3,0,4)' --param data.batch_size 32,128 --out studies/lr
+    python -m lit_opt sweep --param model.lr 'logspace(-3,0,4)' --param data.batch_size 32,128 --out checkpoints/studies/lr
     python -m lit_opt compare --optimizers sgd:0.01,0.1 momentum:0.01 adam:1e-4,1e-3 \
-        --datasets mnist fashion_mnist --seeds 3 --out studies/opt --trainer.max_epochs 3
+        --datasets mnist fashion_mnist --seeds 3 --out checkpoints/studies/opt --trainer.max_epochs 3
     python -m lit_opt sweep --study configs/studies/seed003_l2.yaml [--print-commands]
 
 Options the study does not know are `fit` options, given to every trial. Each trial runs

@@ -42,7 +42,7 @@ SEED_KEY = "seed_everything"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 # fit options a study sets itself, per trial
 OWN_OPTIONS = ("--run.root", "--run.name", "--seed_everything", "--ckpt_path")
-FIT_PREFIXES = ("--config", "--trainer.", "--model.", "--data.", "--run.test", "--print_config")
+FIT_PREFIXES = ("--config", "--trainer.", "--model.", "--data.", "--run.test")
 _SPACE = re.compile(r"^\s*(logspace|linspace)\(\s*([^,()]+),\s*([^,()]+),\s*([^,()]+)\)\s*$")
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9._+=-]+")
@@ -158,8 +158,8 @@ def label_value(value) -> str:
 
 
 def short_key(key: str) -> str:
-    """model.net_args.hidden -> hidden; model.l2 -> l2; data.batch_size -> batch_size."""
-    return key.rsplit(".", 1)[-1]
+    """model.net_args.hidden -> hidden; model.l2 -> l2; data.batch_size -> batch_size; data.name -> dataset."""
+    return "dataset" if key == "data.name" else key.rsplit(".", 1)[-1]
 
 
 def _name_part(text: str) -> str:
