@@ -14,6 +14,7 @@ turn them into Qt signals without lit_opt knowing about Qt.
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import threading
 import time
@@ -224,6 +225,10 @@ class RunFiles(Callback):
         finite = all(torch.isfinite(p).all() for p in pl_module.parameters())
         if finite:  # never replace a good last.ckpt with NaN weights
             trainer.save_checkpoint(self.run_dir / "last.ckpt", weights_only=False)
+        if trainer.is_global_zero and isinstance(exception, DivergenceError):
+            # Reports (lit_opt report, studies) read this to tell a diverged run from a stopped one.
+            (self.run_dir / "diverged.json").write_text(json.dumps(
+                {"epoch": trainer.current_epoch, "step": trainer.global_step, "message": str(exception)}) + "\n")
         if trainer.is_global_zero and pl_module.val_confusion_matrix is not None:
             self._write_pictures(pl_module, "val")
 

@@ -161,12 +161,15 @@ def load(path: PathLike):
     state = ckpt["state_dict"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: its state_dict is a {type(state).__name__}, not a dict of tensors")
-    problems = _state_dict_problems(model.state_dict(), state)
+    # Only the net's weights matter here; the metrics' running state (val_acc_best, ...) is
+    # training progress, and a checkpoint from before a metric became persistent lacks it.
+    state = {k[len("net."):]: v for k, v in state.items() if str(k).startswith("net.")}
+    problems = _state_dict_problems(model.net.state_dict(), state)
     if problems:
         raise CheckpointError(f"{path}: the weights do not match the model its hyperparameters describe "
                               f"({model.hparams.net}): " + "; ".join(problems))
     try:
-        model.load_state_dict(state, strict=True)
+        model.net.load_state_dict(state, strict=True)
     except Exception as exc:
         raise CheckpointError(f"{path}: the weights could not be loaded into the model "
                               f"({_first_line(str(exc))})") from None
