@@ -44,7 +44,11 @@ def lit_opt(*args: str, cwd: Path, devices: int = 2, code: int = 0):
         assert main(list(args)) == code
         return None
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    env.pop("LIT_OPT_RUN_DIR", None)
+    # A fresh launch: nothing of an earlier run in this process (an in-process Trainer may
+    # have set MASTER_PORT, whose socket the last launch still holds) may leak into it.
+    for key in ("LIT_OPT_RUN_DIR", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK",
+                "NODE_RANK", "GROUP_RANK", "PL_GLOBAL_SEED"):
+        env.pop(key, None)
     out = subprocess.run([sys.executable, "-m", "lit_opt", *args], cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == code, out.stderr[-3000:]
