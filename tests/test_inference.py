@@ -167,7 +167,7 @@ def bad_checkpoints(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     state[first] = torch.zeros(7, 7)
     save("wrong_shape", {**ckpt, "state_dict": state}, "wrong shape")
     state = dict(ckpt["state_dict"])
-    state.pop(list(state)[-1])
+    state.pop([k for k in state if k.startswith("net.")][-1])  # a weight of the net itself
     save("missing_weight", {**ckpt, "state_dict": state}, "missing")
     return out
 
