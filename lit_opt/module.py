@@ -116,6 +116,7 @@ class ClassifierModule(L.LightningModule):
         self.val_acc_best.persistent(True)  # in the checkpoint: a resumed run keeps its best so far
         # Means weighted by batch size, reduced across DDP processes once per epoch (in compute).
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_ce, self.train_l2 = MeanMetric(), MeanMetric()  # the two parts of train/loss
         self.val_confusion = MulticlassConfusionMatrix(k)
         self.test_confusion = MulticlassConfusionMatrix(k)
         # Latest confusion matrices (rows: true class, columns: predicted), for callbacks and files.
@@ -158,20 +159,28 @@ class ClassifierModule(L.LightningModule):
 
     def _log_train(self, loss, ce, logits, y) -> None:
         n = len(y)
-        if n == 0:
-            return
-        # Step values are this process's; epoch values are reduced across DDP processes once,
-        # at the epoch's end (metric objects sync in compute; sync_dist on an epoch-only value
-        # syncs at the epoch's end, not every step).
-        self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
-        self.train_loss.update(loss.detach(), weight=n)
-        self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
-        if self.hparams.l2:
-            self.log("train/ce", ce.detach(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
-            self.log("train/l2", (loss - ce).detach(), on_step=False, on_epoch=True, batch_size=n,
-                     sync_dist=True)
-        self.train_acc.update(logits.detach(), y)  # update only: no per-batch compute
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        if n:
+            # The step value is this process's own batch.
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+            self.train_loss.update(loss.detach(), weight=n)
+            self.train_acc.update(logits.detach(), y)  # update only: no per-batch compute
+            if self.hparams.l2:
+                self.train_ce.update(ce.detach(), weight=n)
+                self.train_l2.update((loss - ce).detach(), weight=n)
+        # Epoch values: metric objects, updated every batch but handed to the logger once, at the
+        # epoch's last batch (each self.log call costs time; this runs every step). They compute,
+        # and reduce across DDP processes, once at the epoch's end. Every process logs them here,
+        # even one whose last batch is empty, since that reduction is collective.
+        if self._is_last_batch():
+            self.log("train/loss_epoch", self.train_loss, on_step=False, on_epoch=True)
+            self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+            if self.hparams.l2:
+                self.log("train/ce", self.train_ce, on_step=False, on_epoch=True)
+                self.log("train/l2", self.train_l2, on_step=False, on_epoch=True)
+
+    def _is_last_batch(self) -> bool:
+        trainer = self.trainer
+        return trainer.fit_loop.epoch_loop.batch_progress.current.ready >= trainer.num_training_batches
 
     def _full_batch_step(self, x, y, batch_idx: int):
         """gd: sum per-sample gradients over the epoch, step once with their mean.
@@ -201,8 +210,8 @@ class ClassifierModule(L.LightningModule):
                     p.grad.add_(p.detach(), alpha=2 * self.hparams.l2)
             opt.step()
             self._step_schedulers("step")
-        if len(y):
-            self._log_train(ce_sum / len(y) + penalty, ce_sum / len(y), logits, y)
+        n = max(len(y), 1)  # an empty DDP batch still takes part in the epoch's logging
+        self._log_train(ce_sum / n + penalty, ce_sum / n, logits, y)
 
     def _closure_step(self, x, y, loss) -> None:
         """SAM: gradient at w, then the optimizer perturbs w, calls the closure, restores, steps."""
