@@ -391,7 +391,7 @@ class RunForm(QWidget):
         base = self._base
         self._put(c, "data.name", self.dataset.currentText(), "mnist")
         self._put(c, "data.data_dir", self.data_dir.value(), None)
-        for path, hp, default in _DATA + _REGULARIZATION + _TRAINING:
+        for path, _hp, default in _DATA + _REGULARIZATION + _TRAINING:
             self._put(c, path, self._fields[path].value(), default)
 
         net = self.net.currentText()
