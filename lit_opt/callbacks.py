@@ -47,8 +47,11 @@ class DivergenceGuard(Callback):
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if not grads:
             return
-        norm = torch.nn.utils.get_total_norm(grads)
-        if not torch.isfinite(norm):
+        # One norm per tensor (one fused kernel): a NaN/inf anywhere makes its tensor's norm
+        # non-finite. Cheaper than the total norm, and it cannot overflow across tensors.
+        norms = torch.stack(torch._foreach_norm(grads))
+        if not bool(norms.isfinite().all()):
+            norm = norms.sum()
             group = optimizer.param_groups[0]
             suspects = f"the learning rate ({_current_lr(optimizer):g})"
             if "rho" in group and "adaptive" in group:  # SAM: its neighbourhood size too

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import copy
+import csv
 
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
 
 from lit_opt.data import ClassificationDataModule, normalize
 from lit_opt.errors import ConfigError
@@ -176,3 +178,51 @@ def test_seed002_optimizers_reach_96_percent_on_mnist_in_2_epochs(optimizer, arg
     result = trainer.test(model, datamodule=dm, verbose=False)[0]
     print(f"{optimizer}: test accuracy {result['test/acc']:.4f}")
     assert result["test/acc"] >= 0.96
+
+
+class _RecordBatches(Callback):
+    """Before each step, the batch's loss (CE + l2 * squared weights) and correct count,
+    computed from a copy of the net (no dropout: the forward pass is deterministic)."""
+
+    def __init__(self, l2: float):
+        self.l2, self.steps = l2, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        x, y = batch
+        with torch.no_grad():
+            logits = pl_module.net(x)
+            ce = F.cross_entropy(logits, y)
+            penalty = sum((p ** 2).sum() for n, p in pl_module.net.named_parameters() if n.endswith("weight"))
+        self.steps.append({"ce": ce.item(), "loss": (ce + self.l2 * penalty).item(), "n": len(y),
+                           "correct": int((logits.argmax(1) == y).sum())})
+
+
+def test_logged_training_metrics_equal_the_batches_they_summarize(tiny_mnist, tmp_path):
+    """train/loss_epoch, train/acc, train/ce and train/l2 are sample-weighted means over the
+    epoch's batches; train/loss_step in metrics.csv is the loss of the step it names, written
+    every log_every_n_steps steps."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    dm = _dm(tiny_mnist, batch_size=8)  # 50 training images: 6 batches of 8 and one of 2
+    model = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer="sgd", lr=0.1, l2=0.01,
+                             data_info=dm.info)
+    record = _RecordBatches(l2=0.01)
+    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, callbacks=[record], log_every_n_steps=3,
+                            logger=CSVLogger(tmp_path / "logs", name="", version=""))
+    trainer.fit(model, datamodule=dm)
+
+    last_epoch = record.steps[7:]  # 7 batches per epoch
+    n = sum(s["n"] for s in last_epoch)
+    assert n == 50
+    m = trainer.callback_metrics
+    assert m["train/loss_epoch"].item() == pytest.approx(sum(s["loss"] * s["n"] for s in last_epoch) / n, rel=1e-5)
+    assert m["train/ce"].item() == pytest.approx(sum(s["ce"] * s["n"] for s in last_epoch) / n, rel=1e-5)
+    assert m["train/l2"].item() == pytest.approx(sum((s["loss"] - s["ce"]) * s["n"] for s in last_epoch) / n,
+                                                 rel=1e-4)
+    assert m["train/acc"].item() == pytest.approx(sum(s["correct"] for s in last_epoch) / n, abs=1e-6)
+
+    rows = [r for r in csv.DictReader((tmp_path / "logs" / "metrics.csv").open()) if r.get("train/loss_step")]
+    # Lightning writes step metrics after steps 3, 6, 9, 12 (global steps 2, 5, 8, 11).
+    assert [int(r["step"]) for r in rows] == [2, 5, 8, 11]
+    for r in rows:
+        assert float(r["train/loss_step"]) == pytest.approx(record.steps[int(r["step"])]["loss"], rel=1e-5)
