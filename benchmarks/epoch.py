@@ -6,13 +6,18 @@ tutorial torchvision pipeline, on the same MNIST training images, in one process
 (a) plain: a hand-written loop over the same in-memory uint8 tensors (normalized per batch),
 (b) lit_opt: `python -m lit_opt fit` through `lit_opt.cli.main`, marginal epoch time
     (train/epoch_time of epochs after the first, so start-up is not counted),
-(c) tutorial: torchvision MNIST + ToTensor + Normalize + DataLoader(shuffle=True).
-Batch 100, SGD lr 0.1, the same net and thread count for all three, run alternately.
+(c) tutorial: torchvision MNIST + ToTensor + Normalize + DataLoader(shuffle=True),
+(d) bare Lightning: a LightningModule that only computes the loss, under a Trainer with
+    logger, checkpoints, summary and progress bar off, over the same in-memory batches as
+    (b): Lightning's own per-step cost, the floor under (b).
+Batch 100, SGD lr 0.1, the same net and thread count for all four, run alternately.
+(b) keeps lit_opt's progress bar on, as users run it (--no-progress-bar turns it off).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import statistics
@@ -32,11 +37,12 @@ from lit_opt.cli import main as lit_opt_main  # noqa: E402
 from lit_opt.data import ClassificationDataModule, normalize  # noqa: E402
 
 NET_ARGS = {"mlp": "{hidden: deep}", "lenet5": "{}"}
+NET_KWARGS = {"mlp": {"hidden": "deep"}, "lenet5": {}}
 
 
 def plain_epoch(net_name: str, images, labels, mean, std) -> float:
     torch.manual_seed(0)
-    net = nets.build(net_name, (1, 28, 28), 10)
+    net = nets.build(net_name, (1, 28, 28), 10, **NET_KWARGS[net_name])
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     perm = torch.randperm(len(labels))
     start = time.perf_counter()
@@ -59,7 +65,7 @@ def tutorial_epoch(net_name: str, data_dir: str) -> float:
     ds = torchvision.datasets.MNIST(data_dir, train=True, transform=tf)
     ds = torch.utils.data.Subset(ds, range(55_000))  # the same number of images as (a) and (b)
     torch.manual_seed(0)
-    net = nets.build(net_name, (1, 28, 28), 10)
+    net = nets.build(net_name, (1, 28, 28), 10, **NET_KWARGS[net_name])
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     start = time.perf_counter()
     for x, y in DataLoader(ds, batch_size=100, shuffle=True):
@@ -70,8 +76,43 @@ def tutorial_epoch(net_name: str, data_dir: str) -> float:
     return time.perf_counter() - start
 
 
+def bare_lightning_epochs(net_name: str, dm: ClassificationDataModule, epochs: int) -> list[float]:
+    import lightning as L
+
+    class Bare(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nets.build(net_name, (1, 28, 28), 10, **NET_KWARGS[net_name])
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return F.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class Clock(L.Callback):
+        times: list[float] = []
+
+        def on_train_epoch_start(self, *args):
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, *args):
+            self.times.append(time.perf_counter() - self.start)
+
+    clock = Clock()
+    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0,
+                        limit_val_batches=0, callbacks=[clock])
+    torch.manual_seed(0)
+    trainer.fit(Bare(), datamodule=dm)
+    return clock.times[1:]
+
+
 def lit_opt_epochs(net_name: str, data_dir: str, epochs: int, extra: list[str]) -> list[float]:
-    with tempfile.TemporaryDirectory() as tmp:
+    # The progress bar and the run's summary are drawn but not shown (the table is the output).
+    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as sink, \
+            contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         code = lit_opt_main(["fit", "--data.data_dir", data_dir, "--data.batch_size", "100",
                              "--model.net", net_name, "--model.net_args", NET_ARGS[net_name],
                              "--model.optimizer", "sgd", "--model.lr", "0.1",
@@ -92,7 +133,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nets", nargs="+", default=["mlp", "lenet5"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--progress-bar", action="store_true", help="keep lit_opt's progress bar on")
+    parser.add_argument("--no-progress-bar", action="store_true", help="turn lit_opt's progress bar off")
     args = parser.parse_args()
     data_dir = os.environ.get("LIT_OPT_DATA") or sys.exit("set LIT_OPT_DATA to the datasets folder")
     warnings.filterwarnings("ignore")
@@ -100,23 +141,24 @@ def main() -> None:
     dm = ClassificationDataModule("mnist", data_dir=data_dir)
     dm.setup("fit")
     images, labels = dm.train_set
-    extra = [] if args.progress_bar else ["--trainer.enable_progress_bar", "false"]
+    extra = ["--trainer.enable_progress_bar", "false"] if args.no_progress_bar else []
 
     ratios = []
     print(f"torch {torch.__version__}, {args.threads} threads, {len(labels)} images, batch 100")
-    print(f"{'net':<8} {'path':<10} seconds per epoch")
+    print(f"{'net':<8} {'path':<16} seconds per epoch")
     for net_name in args.nets:
-        plain, lit, tutorial = [], [], []
+        plain, lit, tutorial, bare = [], [], [], []
         for _ in range(args.repeats):
             plain.append(plain_epoch(net_name, images, labels, dm.info["mean"], dm.info["std"]))
-            lit += lit_opt_epochs(net_name, data_dir, 2, extra)
+            lit += lit_opt_epochs(net_name, data_dir, 3, extra)
             tutorial.append(tutorial_epoch(net_name, data_dir))
-        print(f"{net_name:<8} {'(a) plain':<10} {summary(plain)}")
-        print(f"{net_name:<8} {'(b) lit_opt':<10} {summary(lit)}")
-        print(f"{net_name:<8} {'(c) tutorial':<10} {summary(tutorial)}")
-        b_a = statistics.median(lit) / statistics.median(plain)
-        c_b = statistics.median(tutorial) / statistics.median(lit)
-        ratios.append(f"{net_name}: b/a {b_a:.2f}, c/b {c_b:.2f}")
+            bare += bare_lightning_epochs(net_name, dm, 3)
+        for label, xs in (("(a) plain", plain), ("(b) lit_opt", lit), ("(c) tutorial", tutorial),
+                          ("(d) bare Lightning", bare)):
+            print(f"{net_name:<8} {label:<18} {summary(xs)}", flush=True)
+        med = {k: statistics.median(v) for k, v in (("a", plain), ("b", lit), ("c", tutorial), ("d", bare))}
+        ratios.append(f"{net_name}: b/a {med['b'] / med['a']:.2f}, c/b {med['c'] / med['b']:.2f}, "
+                      f"d/a {med['d'] / med['a']:.2f}, b/d {med['b'] / med['d']:.2f}")
     print("ratios: " + "; ".join(ratios))
 
 

@@ -49,13 +49,15 @@ def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator)
     images: (N, C, H, W) of any dtype; returns the same shape and dtype.
     """
     n, c, h, w = images.shape
+    dev = images.device  # the random numbers come from a CPU generator: the same crops on any device
     padded = F.pad(images, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]  # (N, 1, H, 1)
-    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]  # (N, 1, 1, W)
-    out = padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
-    flip = (torch.rand(n, generator=generator) < 0.5)[:, None, None, None]
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
+    rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (N, 1, 1, W)
+    out = padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+                 rows, cols]
+    flip = (torch.rand(n, generator=generator) < 0.5).to(dev)[:, None, None, None]
     return torch.where(flip, out.flip(-1), out)
 
 
@@ -129,7 +131,8 @@ class ShuffledBatches:
         if not (self._resuming and epoch == self.epoch and self.pos < len(self)):
             self.pos = 0
         self.epoch, self._resuming = epoch, False
-        mine = self.permutation(epoch)[self.rank::self.world_size]
+        # Indices live where the images do: a set kept on the GPU is gathered there.
+        mine = self.permutation(epoch)[self.rank::self.world_size].to(self.images.device)
         while self.pos < len(self):
             idx = mine[self.pos * self.batch_size:(self.pos + 1) * self.batch_size]
             images = self.images[idx]
@@ -167,13 +170,17 @@ class ClassificationDataModule(L.LightningDataModule):
         download: download missing files through torchvision.
         mean: per-channel normalization mean (of pixel/255); None: the dataset's own.
         std: per-channel normalization std; None: the dataset's own.
+        on_device: keep the whole uint8 set on the accelerator, so each batch is gathered
+            there by index instead of copied from the host; None: on a CUDA device when the
+            set takes under a quarter of its free memory; False: never. Ignored on CPU.
     """
 
     def __init__(self, name: str = "mnist", data_dir: Optional[str] = None, batch_size: int = 100,
                  eval_batch_size: int = 1000, val_size: int = 5000, train_size: Optional[int] = None,
                  test_size: Optional[int] = None, augment: Optional[bool] = None, split_seed: int = 0,
                  shuffle_seed: Optional[int] = None, download: bool = True,
-                 mean: Optional[list[float]] = None, std: Optional[list[float]] = None):
+                 mean: Optional[list[float]] = None, std: Optional[list[float]] = None,
+                 on_device: Optional[bool] = None):
         super().__init__()
         self.spec = get_spec(name)
         for field, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
@@ -195,6 +202,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.augment = self.spec.augment if augment is None else augment
         self.split_seed, self.shuffle_seed, self.download = split_seed, shuffle_seed, download
         self._mean, self._std = mean, std
+        self.on_device = on_device
         self._info: Optional[dict] = None
         self.train_set: Optional[Batch] = None
         self.val_set: Optional[Batch] = None
@@ -259,8 +267,20 @@ class ClassificationDataModule(L.LightningDataModule):
             return {"rank": 0, "world_size": 1}
         return {"rank": self.trainer.global_rank, "world_size": self.trainer.world_size}
 
+    def _placed(self, split: Batch) -> Batch:
+        """The split on the Trainer's device when on_device says so, else as it is."""
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        if device is None or device.type == "cpu" or self.on_device is False or split[0].device == device:
+            return split
+        if self.on_device is None:
+            size = sum(t.numel() * t.element_size() for t in split)
+            if device.type != "cuda" or size > torch.cuda.mem_get_info(device)[0] / 4:
+                return split
+        return split[0].to(device), split[1].to(device)
+
     def train_dataloader(self) -> ShuffledBatches:
         assert self.train_set is not None, "call setup('fit') first"
+        self.train_set = self._placed(self.train_set)
         # Every rank must draw the same permutation: the seed comes from the config, not the rank.
         seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed() % 2**31
         epoch_fn = self._current_epoch if self.trainer is not None else None
@@ -268,10 +288,12 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> Batches:
         assert self.val_set is not None, "call setup('fit') first"
+        self.val_set = self._placed(self.val_set)
         return Batches(*self.val_set, self.eval_batch_size, **self._shard())
 
     def test_dataloader(self) -> Batches:
         assert self.test_set is not None, "call setup('test') first"
+        self.test_set = self._placed(self.test_set)
         return Batches(*self.test_set, self.eval_batch_size, **self._shard())
 
     def predict_dataloader(self) -> Batches:

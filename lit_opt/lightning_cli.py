@@ -20,8 +20,10 @@ import warnings
 from pathlib import Path
 from typing import Optional
 
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
+from lit_opt.callbacks import ThrottledProgressBar
 from lit_opt.data import ClassificationDataModule
 from lit_opt.module import ClassifierModule
 from lit_opt.runs import (
@@ -113,6 +115,10 @@ class LitOptCLI(LightningCLI):
             self.save_config_callback = None  # evaluation writes no config into a run folder
         if not trainer_cfg.get("plugins"):
             kwargs["plugins"] = [AtomicCheckpointIO()]
+        callbacks = kwargs.get("callbacks", trainer_cfg.get("callbacks") or [])
+        if cfg.trainer.get("enable_progress_bar") is not False and not any(
+                isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, ThrottledProgressBar()]
         return super().instantiate_trainer(**kwargs)
 
     def _fit_run_dir(self, cfg) -> Path:
