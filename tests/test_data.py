@@ -272,3 +272,18 @@ def test_missing_files_are_downloaded_through_torchvision(tmp_path, monkeypatch,
     assert (tmp_path / "data" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
     assert np.array_equal(dm.test_set[0][:, 0].numpy(), test[0])
     assert dm.test_set[1].tolist() == test[1].tolist()
+
+
+def test_normalize_is_pixel_over_255_minus_mean_over_std_per_channel():
+    from lit_opt.data import normalize
+
+    images = torch.randint(0, 256, (5, 3, 4, 4), dtype=torch.uint8)
+    mean, std = [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]
+    got = normalize(images, mean, std)
+    for c in range(3):
+        expected = (images[:, c].double() / 255 - mean[c]) / std[c]
+        torch.testing.assert_close(got[:, c].double(), expected, atol=1e-6, rtol=0)
+    floats = images.float()
+    before = floats.clone()
+    normalize(floats, mean, std)
+    assert torch.equal(floats, before)  # a float input is not changed in place
