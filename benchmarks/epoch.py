@@ -9,7 +9,7 @@ tutorial torchvision pipeline, on the same MNIST training images, in one process
 (c) tutorial: torchvision MNIST + ToTensor + Normalize + DataLoader(shuffle=True),
 (d) bare Lightning: a LightningModule that only computes the loss, under a Trainer with
     logger, checkpoints, summary and progress bar off, over the same in-memory batches as
-    (b): Lightning's own per-step cost, the floor under (b).
+    (b), contiguous like (a): Lightning's own per-step cost (for the MLP, the floor under (b)).
 Batch 100, SGD lr 0.1, the same net and thread count for all four, run alternately.
 (b) keeps lit_opt's progress bar on, as users run it (--no-progress-bar turns it off).
 """

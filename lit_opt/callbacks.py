@@ -128,13 +128,21 @@ def snapshot(pl_module) -> dict[str, Any]:
 class ThrottledProgressBar(TQDMProgressBar):
     """Lightning's terminal progress bar, redrawn at most every `min_interval` seconds (and at
     each loop's last batch). Lightning's default redraws after every batch, which cost a small
-    MLP about a third of its step time (benchmarks/epoch.py --progress-bar); nobody reads a bar
-    600 times a second, and a slow net still gets every batch shown."""
+    MLP about 0.7 ms a step, half its bare step (docs/performance.md); nobody reads a bar 600
+    times a second, and a slow net still gets every batch shown. Each redraw shows the latest
+    batch's loss (`train/loss_step` is logged only every log_every_n_steps steps)."""
 
     def __init__(self, min_interval: float = 0.1):
         super().__init__(refresh_rate=1)
         self.min_interval = min_interval
         self._last_draw = float("-inf")
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        loss = getattr(pl_module, "last_train_loss", None)
+        if loss is not None and trainer.training:
+            metrics["train/loss_step"] = f"{float(loss):.3g}"  # one device sync per redraw
+        return metrics
 
     def _should_update(self, current: int, total: int) -> bool:  # Lightning's redraw test, per batch
         if not super()._should_update(current, total):

@@ -45,6 +45,11 @@ TRAINER_DEFAULTS = {
 }
 
 
+# Model options that say how to run the net, not what it is: a command with --ckpt_path
+# takes them from its own arguments (default: off), never from the checkpoint.
+RUNTIME_MODEL_OPTIONS = ("channels_last", "compile")
+
+
 class LitOptCLI(LightningCLI):
     """`fit_ckpt_path`/`prepare_fit` serve run=False use: build a fit run without starting it."""
 
@@ -81,10 +86,14 @@ class LitOptCLI(LightningCLI):
         # gets lit_opt's clear message, not a traceback) and refuse settings it would ignore.
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
+        runtime = {}
         if ckpt:
             self._ckpt = _read_checkpoint(ckpt)
             refuse_changed_model_settings(ckpt, self._ckpt, self.config[sub].model.as_dict())
+            runtime = {k: self.config[sub].model.get(k) for k in RUNTIME_MODEL_OPTIONS}
         super()._parse_ckpt_path()
+        for key, value in runtime.items():  # how to run is this command's choice, not the checkpoint's
+            setattr(self.config[sub].model, key, value)
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -199,7 +208,8 @@ def refuse_changed_model_settings(ckpt_path, ckpt: dict, asked: dict) -> None:
     saved = ckpt.get("hyper_parameters") or {}
     defaults = {k: p.default for k, p in inspect.signature(ClassifierModule.__init__).parameters.items()}
     changed = [f"model.{k}: {asked[k]!r} (the checkpoint has {saved[k]!r})" for k in asked
-               if k in saved and k != "data_info" and asked[k] != defaults.get(k)
+               if k in saved and k != "data_info" and k not in RUNTIME_MODEL_OPTIONS
+               and asked[k] != defaults.get(k)
                and (asked[k] or None) != (saved[k] or None)]
     if changed:
         raise ConfigError(f"{ckpt_path} fixes the model and its optimizer, so these settings would be "

@@ -108,3 +108,16 @@ class DumpMetrics(Callback):
         if trainer.is_global_zero and not trainer.sanity_checking:
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
             self.path.write_text(json.dumps(metrics))
+
+
+class DumpRunOptions(Callback):
+    """Write how the model runs (compile backend, channels-last) when a test starts."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+
+    def on_test_start(self, trainer, pl_module):
+        import json
+
+        self.path.write_text(json.dumps({"compile": pl_module._compile_backend,
+                                         "channels_last": pl_module._channels_last}))

@@ -6,6 +6,7 @@ DDP relaunches `sys.argv`, so each run is a subprocess, never pytest's own proce
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -110,15 +111,23 @@ def test_validation_on_two_processes_equals_one_process(data, ddp_run):
 
 
 def test_full_batch_gd_is_exact_on_two_processes(data, tmp_path):
-    finals = []
+    finals, epochs = [], []
     for devices in (1, 2):
         runs = tmp_path / f"runs{devices}"
         lit_opt("fit", *common(data, runs, devices, "--model.optimizer", "gd", "--model.lr", "0.5",
                                "--model.l2", "0.001", "--data.batch_size", "64", "--trainer.max_epochs", "1",
                                "--run.test", "false"), cwd=tmp_path, devices=devices)
-        finals.append(weights(next(runs.iterdir()) / "last.ckpt"))
+        run = next(runs.iterdir())
+        finals.append(weights(run / "last.ckpt"))
+        with (run / "epochs.csv").open() as f:
+            epochs.append(next(csv.DictReader(f)))
     for key in finals[0]:
         torch.testing.assert_close(finals[0][key], finals[1][key], atol=1e-6, rtol=0)
+    # gd's weights are fixed within the epoch, so the epoch's training loss and accuracy over
+    # the whole set do not depend on how it was split: each process's sums, reduced.
+    one, two = epochs
+    assert float(two["train/acc"]) == pytest.approx(float(one["train/acc"]), abs=1e-6)
+    assert float(two["train/loss"]) == pytest.approx(float(one["train/loss"]), rel=1e-5)
 
 
 def test_sam_perturbs_with_the_global_gradient(data, tmp_path):

@@ -3,7 +3,7 @@ nets, torch.compile, and the progress bar's redraw rate."""
 
 from __future__ import annotations
 
-import copy
+import json
 import re
 
 import pytest
@@ -77,15 +77,41 @@ def test_unknown_compile_backend_is_refused_with_the_choices():
         ClassifierModule(compile="nope")
 
 
-def test_progress_bar_redraws_a_few_times_a_second_not_every_batch(tiny_mnist, tmp_path, capsys):
+def test_progress_bar_redraws_a_few_times_a_second_with_the_latest_loss(tiny_mnist, tmp_path, capsys):
     # 50 images in batches of 1: 50 training batches an epoch, far faster than 10 per second.
+    # The logger writes every 1000 steps, so any loss on the bar is the live one.
     code = main(["fit", "--run.root", str(tmp_path / "runs"), "--data.data_dir", str(tiny_mnist),
                  "--data.val_size", "10", "--data.batch_size", "1", "--model.net", "mlp",
                  "--model.net_args", "{hidden: [8]}", "--trainer.max_epochs", "1", "--run.test", "false",
-                 "--trainer.enable_model_summary", "false"])
+                 "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1000"])
     assert code == 0
     out = capsys.readouterr()
     text = out.out + out.err
-    draws = re.findall(r"Epoch 0:\s+(\d+)%", text)
+    draws = re.findall(r"Epoch 0:\s+(\d+)%[^\r\n]*", text)
     assert draws and draws[-1] == "100"  # the bar still ends complete
     assert len(draws) < 25, f"{len(draws)} redraws for 50 batches"
+    assert re.search(r"Epoch 0:\s+100%[^\r\n]*train/loss_step=\d", text)
+
+
+def _fit_compiled(tiny_mnist, tmp_path):
+    code = main(["fit", "--run.root", str(tmp_path / "runs"), "--data.data_dir", str(tiny_mnist),
+                 "--data.val_size", "10", "--data.batch_size", "16", "--model.net", "lenet5",
+                 "--model.compile", "aot_eager", "--trainer.max_epochs", "1", "--run.test", "false",
+                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    assert code == 0
+    return next((tmp_path / "runs").iterdir()) / "best.ckpt"
+
+
+def test_compile_and_channels_last_are_the_commands_choice_not_the_checkpoints(tiny_mnist, tmp_path):
+    ckpt = _fit_compiled(tiny_mnist, tmp_path)
+    seen = []
+    for extra in ([], ["--model.compile", "eager", "--model.channels_last", "false"]):
+        out = tmp_path / f"options{len(seen)}.json"
+        callback = json.dumps([{"class_path": "tests.helpers.DumpRunOptions", "init_args": {"path": str(out)}}])
+        code = main(["test", "--ckpt_path", str(ckpt), "--data.data_dir", str(tiny_mnist), "--data.val_size", "10",
+                     "--trainer.enable_progress_bar", "false", "--trainer.callbacks", callback, *extra])
+        assert code == 0  # a different run-time choice is not refused as a changed model
+        seen.append(json.loads(out.read_text()))
+    # Without arguments the run's own config.yaml (which lit_opt adds) decides; arguments win.
+    assert seen[0] == {"compile": "aot_eager", "channels_last": True}
+    assert seen[1] == {"compile": "eager", "channels_last": False}

@@ -226,3 +226,30 @@ def test_logged_training_metrics_equal_the_batches_they_summarize(tiny_mnist, tm
     assert [int(r["step"]) for r in rows] == [2, 5, 8, 11]
     for r in rows:
         assert float(r["train/loss_step"]) == pytest.approx(record.steps[int(r["step"])]["loss"], rel=1e-5)
+
+
+class _StopAfterBatch(Callback):
+    """What Lightning's Timer does at --trainer.max_time: stop the run after a batch."""
+
+    def __init__(self, batch: int):
+        self.batch = batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx == self.batch:
+            trainer.should_stop = True
+
+
+def test_a_run_stopped_between_log_steps_writes_the_loss_of_its_last_step(tiny_mnist, tmp_path):
+    from lightning.pytorch.loggers import CSVLogger
+
+    dm = _dm(tiny_mnist, batch_size=8)
+    model = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer="sgd", lr=0.1, data_info=dm.info)
+    record = _RecordBatches(l2=0.0)
+    trainer = quiet_trainer(max_epochs=3, limit_val_batches=0, log_every_n_steps=3,
+                            callbacks=[record, _StopAfterBatch(4)],
+                            logger=CSVLogger(tmp_path / "logs", name="", version=""))
+    trainer.fit(model, datamodule=dm)
+    rows = [r for r in csv.DictReader((tmp_path / "logs" / "metrics.csv").open()) if r.get("train/loss_step")]
+    assert [int(r["step"]) for r in rows] == [2, 4]  # step 4: the stop, between log steps
+    for r in rows:
+        assert float(r["train/loss_step"]) == pytest.approx(record.steps[int(r["step"])]["loss"], rel=1e-5)

@@ -27,7 +27,8 @@ STUDY_FILE = "study.json"
 # keys that do not make two runs different experiments
 IGNORED = {SEED_KEY, "data.shuffle_seed", "data.download", "run.name", "run.root", "run.test", "ckpt_path",
            "weights_only", "trainer.callbacks", "trainer.logger", "trainer.enable_progress_bar",
-           "trainer.enable_model_summary", "trainer.default_root_dir", "trainer.plugins"}
+           "trainer.enable_model_summary", "trainer.default_root_dir", "trainer.plugins",
+           "model.channels_last", "model.compile", "data.on_device"}  # how a trial ran, not what it was
 ORDER = ("data.name", "data.data_dir", "model.net", "model.net_args", "model.optimizer", "model.optimizer_args",
          "model.lr")
 
