@@ -92,7 +92,8 @@ def bare_lightning_epochs(net_name: str, dm: ClassificationDataModule, epochs: i
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     class Clock(L.Callback):
-        times: list[float] = []
+        def __init__(self):
+            self.times: list[float] = []
 
         def on_train_epoch_start(self, *args):
             self.start = time.perf_counter()
