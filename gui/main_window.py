@@ -25,7 +25,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton,
                                QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
-from gui.records import RunRecord, find_runs, read_yaml
+from gui.records import RunRecord, find_runs
 from gui.widgets.confusion import ConfusionView
 from gui.widgets.curves import CurvesView
 from gui.widgets.playground import Playground
@@ -282,7 +282,17 @@ class MainWindow(QMainWindow):
 
     def resume_checkpoint(self, ckpt: str | Path) -> None:
         ckpt = Path(ckpt)
-        config = read_yaml(ckpt.parent / "config.yaml")
+        config = {}
+        if (ckpt.parent / "config.yaml").is_file():
+            # A run folder may come from anyone: its config is used only if it is plain settings.
+            from lit_opt.errors import ConfigError
+            from lit_opt.found_config import read_found_config
+
+            try:
+                config = read_found_config(ckpt.parent / "config.yaml")
+            except ConfigError as exc:
+                self.show_error(str(exc))
+                return
         if not config:  # a checkpoint outside a run folder: the form's settings, a new folder
             try:
                 config = self.form.to_config()

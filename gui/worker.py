@@ -132,7 +132,10 @@ class TrainWorker(QObject):
         except LitOptError as exc:
             self._flush()
             self.failed.emit(str(exc))
-        except Exception as exc:  # a bug or an unforeseen input: still a message, not a crash
+        except SystemExit as exc:  # jsonargparse's way to refuse a config, and Lightning's SIGTERM
+            self._flush()
+            self.failed.emit(f"The run ended early (exit code {exc.code}); see the terminal for details.")
+        except BaseException as exc:  # a bug or an unforeseen input: still a message, not a crash
             traceback.print_exc()
             self._flush()
             self.failed.emit(f"Unexpected error ({type(exc).__name__}): {exc}")

@@ -95,8 +95,18 @@ def _with_run_config(args: list[str]) -> list[str]:
 
             run_dir = run_dir_of_checkpoint(ckpt)
             if run_dir is not None:
-                configs = ["--config", str(run_dir / "config.yaml")]
+                configs = ["--config", _found_config_text(run_dir / "config.yaml")]
     return [*configs, *rest]
+
+
+def _found_config_text(path: Path) -> str:
+    """A run's config.yaml, checked to hold plain settings only (lit_opt/found_config.py), as
+    YAML text: jsonargparse parses exactly what was checked, not the file a second time."""
+    import yaml
+
+    from lit_opt.found_config import read_found_config
+
+    return yaml.safe_dump(read_found_config(path), sort_keys=False)
 
 
 def run_trainer_command(command: str, args: list[str]) -> int:

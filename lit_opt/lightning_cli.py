@@ -60,6 +60,7 @@ class LitOptCLI(LightningCLI):
         self.summary: Optional[dict] = None
         self._prepare_fit, self._fit_ckpt_path = prepare_fit, fit_ckpt_path
         self._ckpt: Optional[dict] = None  # the checkpoint being resumed or evaluated, read once
+        self._typed_model_keys = typed_model_keys(args)
         with warnings.catch_warnings():
             # args always come from lit_opt (the dispatcher, prepare_fit), never sys.argv twice.
             warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
@@ -70,7 +71,10 @@ class LitOptCLI(LightningCLI):
             ClassifierModule, ClassificationDataModule, args=args, run=run,
             auto_configure_optimizers=False, seed_everything_default=0,
             trainer_defaults=TRAINER_DEFAULTS, save_config_callback=SaveConfigCallback,
-            parser_kwargs={"default_env": False})
+            parser_kwargs={"default_env": False,
+                           # A program (prepare_fit) gets the parser's message as an exception,
+                           # not a usage dump on stderr and SystemExit.
+                           **({"exit_on_error": False} if self._prepare_fit else {})})
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run.name", type=Optional[str], default=None,
@@ -90,7 +94,8 @@ class LitOptCLI(LightningCLI):
         runtime = {}
         if ckpt:
             self._ckpt = _read_checkpoint(ckpt)
-            refuse_changed_model_settings(ckpt, self._ckpt, self.config[sub].model.as_dict())
+            refuse_changed_model_settings(ckpt, self._ckpt, self.config[sub].model.as_dict(),
+                                          self._typed_model_keys)
             runtime = {k: self.config[sub].model.get(k) for k in RUNTIME_MODEL_OPTIONS}
         super()._parse_ckpt_path()
         for key, value in runtime.items():  # how to run is this command's choice, not the checkpoint's
@@ -199,18 +204,39 @@ def check_checkpoint_dataset(ckpt_path, ckpt: dict, dataset: str) -> None:
                               f"--data.name {trained_on}, or --config with the run's config.yaml")
 
 
-def refuse_changed_model_settings(ckpt_path, ckpt: dict, asked: dict) -> None:
-    """The model of a checkpoint is the checkpoint's: a model setting given with --ckpt_path that
-    differs from it would be silently ignored, so it is an error instead."""
-    import inspect
+def typed_model_keys(args) -> set[str]:
+    """The model settings a person typed: `--model.KEY` flags and the model keys of every
+    --config (a file or YAML text); for a config dict (prepare_fit), its model keys."""
+    import yaml
 
+    if isinstance(args, dict):
+        return set(args.get("model") or {})
+    keys: set[str] = set()
+    args = list(args or [])
+    for i, a in enumerate(args):
+        if a.startswith("--model."):
+            keys.add(a[len("--model."):].split("=", 1)[0].split(".", 1)[0])
+        elif a in ("--config", "-c") and i + 1 < len(args) or a.startswith("--config="):
+            value = a.split("=", 1)[1] if a.startswith("--config=") else args[i + 1]
+            try:
+                text = Path(value).read_text() if Path(value).is_file() else value
+                config = yaml.safe_load(text)
+            except (OSError, ValueError, yaml.YAMLError):  # the parser reports a bad file itself
+                continue
+            if isinstance(config, dict) and isinstance(config.get("model"), dict):
+                keys |= set(config["model"])
+    return keys
+
+
+def refuse_changed_model_settings(ckpt_path, ckpt: dict, asked: dict, typed: set[str]) -> None:
+    """The model of a checkpoint is the checkpoint's: a model setting typed with --ckpt_path (a
+    flag or in a --config) that differs from it would be silently ignored, so it is an error
+    instead. Settings nobody typed come from the checkpoint."""
     from lit_opt.errors import ConfigError
 
     saved = ckpt.get("hyper_parameters") or {}
-    defaults = {k: p.default for k, p in inspect.signature(ClassifierModule.__init__).parameters.items()}
     changed = [f"model.{k}: {asked[k]!r} (the checkpoint has {saved[k]!r})" for k in asked
-               if k in saved and k != "data_info" and k not in RUNTIME_MODEL_OPTIONS
-               and asked[k] != defaults.get(k)
+               if k in typed and k in saved and k != "data_info" and k not in RUNTIME_MODEL_OPTIONS
                and (asked[k] or None) != (saved[k] or None)]
     if changed:
         raise ConfigError(f"{ckpt_path} fixes the model and its optimizer, so these settings would be "
@@ -268,14 +294,24 @@ def prepare_fit(config, ckpt_path: Optional[str] = None) -> FitJob:
     """Build a fit run from a config dict or YAML file (the CLI's format); nothing runs yet.
 
     With `ckpt_path` inside a run folder, the run resumes there. Keys the run cannot take
-    (like the CLI's own `ckpt_path`) are dropped; unknown keys are an error, as on the CLI.
+    (the CLI's own `ckpt_path` and `weights_only`) are dropped; unknown keys are an error, as
+    on the CLI. A config read from a run folder must be checked first (lit_opt/found_config.py).
     """
     import yaml
 
     if not isinstance(config, dict):
         config = yaml.safe_load(Path(config).read_text()) or {}
-    config = {k: v for k, v in config.items() if k not in ("ckpt_path", "subcommand")}
-    cli = LitOptCLI(args=config, run=False, prepare_fit=True, fit_ckpt_path=ckpt_path)
+    # Keys of a `fit` config.yaml that belong to the command, not the run: FitJob.run always
+    # loads with weights_only=True and takes ckpt_path as its own argument.
+    config = {k: v for k, v in config.items() if k not in ("ckpt_path", "subcommand", "weights_only")}
+    from jsonargparse import ArgumentError
+
+    from lit_opt.errors import ConfigError
+
+    try:
+        cli = LitOptCLI(args=config, run=False, prepare_fit=True, fit_ckpt_path=ckpt_path)
+    except ArgumentError as exc:
+        raise ConfigError(str(exc)) from None
     return FitJob(cli, ckpt_path)
 
 
