@@ -118,7 +118,10 @@ class TrainWorker(QObject):
             config.setdefault("model", {})["data_info"] = copy.deepcopy(dict(job.model.hparams.data_info))
             self.prepared.emit(str(job.run_dir), config)
             if self._stop.is_set():
-                _remove_if_empty(job.run_dir)
+                from lit_opt.runs import remove_if_unused
+
+                job.release()
+                remove_if_unused(job.run_dir)
                 raise RunStopped("Stopped before training started.")
             job.listen(epoch=self._on_epoch, step=self._on_step)
             summary = job.run()
@@ -166,10 +169,3 @@ class TrainWorker(QObject):
             rows, self._pending = self._pending, []
             self.steps.emit({"rows": rows, **self._progress})
         self._last_emit = time.perf_counter()
-
-
-def _remove_if_empty(folder) -> None:
-    try:
-        folder.rmdir()  # only succeeds when nothing was written there
-    except OSError:
-        pass

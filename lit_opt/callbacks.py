@@ -71,14 +71,18 @@ def _current_lr(optimizer) -> float:
 class StopOnRequest(Callback):
     """End the run after the current training batch when `request_stop()` is called.
 
-    The first Ctrl-C in a terminal requests the stop (a second one aborts at once). The
-    run ends by raising RunStopped from `on_train_batch_end`: no further validation pass,
-    and RunFiles keeps a last.ckpt that resumes with the next batch.
+    The first Ctrl-C in a terminal requests the stop (a second one aborts at once), and so
+    does SIGTERM, which cluster schedulers send to pre-empt a job. The run ends by raising
+    RunStopped from `on_train_batch_end`: no further validation pass, and RunFiles keeps a
+    last.ckpt that resumes with the next batch. `signum` records which signal asked.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self._requested = threading.Event()
-        self._previous_handler = None
+        self._previous_handlers: dict = {}
+        self.signum: Optional[int] = None
 
     def request_stop(self) -> None:
         """Thread-safe: the desktop app calls this from its GUI thread."""
@@ -92,27 +96,36 @@ class StopOnRequest(Callback):
         # A Stop pressed while data loads or the sanity check runs still counts: the flag is
         # cleared only when a run ends (teardown).
         # Signal handlers can only be installed on the main thread (the app trains elsewhere).
+        # They replace Lightning's own SIGTERM handler while training runs: that one only
+        # ends the run at the epoch's end, as a SystemExit with code 0.
+        self.signum = None
         if threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+            self._previous_handlers = {s: signal.signal(s, self._on_signal) for s in self.SIGNALS}
 
-    def _on_sigint(self, signum, frame) -> None:
-        print("\nStopping after this batch and saving last.ckpt (Ctrl-C again to abort at once) ...",
+    def _on_signal(self, signum, frame) -> None:
+        again = " (Ctrl-C again to abort at once)" if signum == signal.SIGINT else ""
+        print(f"\n{signal.Signals(signum).name}: stopping after this batch and saving last.ckpt{again} ...",
               flush=True)
+        self.signum = signum
         self.request_stop()
-        signal.signal(signal.SIGINT, self._previous_handler or signal.default_int_handler)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, self._previous_handlers.get(signal.SIGINT) or signal.default_int_handler)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         stop = self._requested.is_set()
         if trainer.world_size > 1:  # Ctrl-C reaches the processes at different batches: agree first
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
-            raise RunStopped(f"Stopped at epoch {trainer.current_epoch}, step {trainer.global_step}.")
+            by = f" by {signal.Signals(self.signum).name}" if self.signum else ""
+            raise RunStopped(f"Stopped{by} at epoch {trainer.current_epoch}, step {trainer.global_step}.",
+                             signum=self.signum)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._requested.clear()
-        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        if self._previous_handlers and threading.current_thread() is threading.main_thread():
+            for s, handler in self._previous_handlers.items():
+                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+            self._previous_handlers = {}
 
 
 def snapshot(pl_module) -> dict[str, Any]:

@@ -110,11 +110,13 @@ def _found_config_text(path: Path) -> str:
 
 
 def run_trainer_command(command: str, args: list[str]) -> int:
-    from lit_opt.errors import DivergenceError, LitOptError, RunStopped
+    """Run a Trainer subcommand; returns its exit code (lit_opt/errors.py: EXIT_*)."""
+    from lit_opt import errors
+    from lit_opt.errors import DivergenceError, LitOptError, RunStopped, StorageError
 
     import os
 
-    from lit_opt.runs import RUN_DIR_ENV
+    from lit_opt.runs import RUN_DIR_ENV, release_run_locks
 
     # Lightning advice that does not apply here: the data is in memory (no workers), a
     # resumed run appends to its own folder on purpose, per-class accuracies are already
@@ -124,6 +126,7 @@ def run_trainer_command(command: str, args: list[str]) -> int:
                     ".*sync_dist=True.*"):
         warnings.filterwarnings("ignore", message=message)
     from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     run_dir_before = os.environ.get(RUN_DIR_ENV)
     try:
@@ -132,28 +135,42 @@ def run_trainer_command(command: str, args: list[str]) -> int:
         cli = LitOptCLI(args=[command, *_with_run_config(args)])
     except RunStopped as exc:
         print(f"\n{exc} {_resume_hint(exc)}", file=sys.stderr)
-        return 130
+        return exc.exit_code
+    except SIGTERMException:  # Lightning's own handler, outside training (loading, evaluating)
+        print("\nStopped by SIGTERM before training began or while evaluating; nothing was lost.",
+              file=sys.stderr)
+        return errors.EXIT_TERMINATED
     except DivergenceError as exc:
         print(f"\nerror: {exc}", file=sys.stderr)
-        return 1
+        return errors.EXIT_DIVERGED
     except (LitOptError, MisconfigurationException) as exc:
+        if isinstance(exc, StorageError):
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return errors.EXIT_IO_ERROR
         # MisconfigurationException: Lightning's own check of a Trainer setting (e.g. gradient
         # clipping with an optimizer that steps by hand); its message says what is wrong.
         _remove_if_empty(os.environ.get(RUN_DIR_ENV), run_dir_before)
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return errors.EXIT_BAD_INPUT
+    except OSError as exc:  # a file lit_opt writes or reads: disk full, permission, I/O error
+        print(f"\nerror: {StorageError.describe(exc)}", file=sys.stderr)
+        return errors.EXIT_IO_ERROR
+    finally:
+        release_run_locks()
     summary = getattr(cli, "summary", None)
     if summary:
         print(json.dumps(summary, indent=2))
-    return 0
+    return errors.EXIT_OK
 
 
 def _remove_if_empty(run_dir, previous) -> None:
     """A run that failed before writing anything leaves no empty folder behind."""
     from pathlib import Path
 
-    if run_dir and run_dir != previous and Path(run_dir).is_dir() and not any(Path(run_dir).iterdir()):
-        Path(run_dir).rmdir()
+    from lit_opt.runs import remove_if_unused
+
+    if run_dir and run_dir != previous:
+        remove_if_unused(Path(run_dir))
 
 
 def _resume_hint(exc) -> str:

@@ -30,7 +30,9 @@ from lit_opt.runs import (
     DEFAULT_ROOT,
     AtomicCheckpointIO,
     default_run_name,
+    lock_run_dir,
     new_run_dir,
+    release_run_locks,
     run_callbacks,
     run_dir_of_checkpoint,
     run_logger,
@@ -116,6 +118,7 @@ class LitOptCLI(LightningCLI):
         trainer_cfg = self._get(self.config_init, "trainer", default={}) or {}
         if self.subcommand == "fit" or self._prepare_fit:
             self.run_dir = self._fit_run_dir(cfg)
+            lock_run_dir(self.run_dir)  # released by the caller: run_trainer_command, FitJob.run
             kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []), *run_callbacks(self.run_dir)]
             if trainer_cfg.get("logger") in (None, True):
                 kwargs["logger"] = run_logger(self.run_dir)
@@ -246,6 +249,17 @@ def refuse_changed_model_settings(ckpt_path, ckpt: dict, asked: dict, typed: set
 
 def finish_fit(trainer, model, datamodule, run_dir: Path, test: bool = True) -> dict:
     """After fit: test best.ckpt (if asked) and write summary.json; returns the summary."""
+    import signal
+
+    from lit_opt.errors import RunStopped
+    from lit_opt.runs import stop_callback
+
+    stop = stop_callback(trainer)
+    if stop is not None and stop.signum == signal.SIGTERM:  # it came after the last batch
+        exc = RunStopped(f"Stopped by SIGTERM after the last training step ({trainer.global_step}), "
+                         f"before the test.", signum=signal.SIGTERM)
+        exc.run_dir = run_dir
+        raise exc
     best = trainer.checkpoint_callback
     summary = {"run_dir": str(run_dir), "epochs": trainer.current_epoch, "global_step": trainer.global_step,
                "best_val_acc": _num(best.best_model_score) if best else None}
@@ -285,9 +299,17 @@ class FitJob:
         stop_callback(self.trainer).request_stop()
 
     def run(self) -> dict:
-        self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.ckpt_path, weights_only=True)
-        return finish_fit(self.trainer, self.model, self.datamodule, self.run_dir,
-                          bool(self.cli.config.run.test))
+        try:
+            self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.ckpt_path,
+                             weights_only=True)
+            return finish_fit(self.trainer, self.model, self.datamodule, self.run_dir,
+                              bool(self.cli.config.run.test))
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let other processes train in this run's folder (a job that will not run must call it)."""
+        release_run_locks(self.run_dir)
 
 
 def prepare_fit(config, ckpt_path: Optional[str] = None) -> FitJob:
@@ -312,6 +334,9 @@ def prepare_fit(config, ckpt_path: Optional[str] = None) -> FitJob:
         cli = LitOptCLI(args=config, run=False, prepare_fit=True, fit_ckpt_path=ckpt_path)
     except ArgumentError as exc:
         raise ConfigError(str(exc)) from None
+    except BaseException:
+        release_run_locks()  # the run folder may have been locked before the failure
+        raise
     return FitJob(cli, ckpt_path)
 
 

@@ -18,7 +18,7 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -27,7 +27,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_opt.callbacks import DivergenceGuard, EpochSummary, Listener, RunFiles, StopOnRequest
-from lit_opt.errors import ConfigError
+from lit_opt.errors import ConfigError, StorageError
 
 DEFAULT_ROOT = "checkpoints"
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
@@ -115,16 +115,78 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp = path.with_name(f"{TMP_PREFIX}{path.name}.tmp{os.getpid()}")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             super().save_checkpoint(checkpoint, tmp, storage_options)
             with open(tmp, "rb+") as f:  # on disk before the rename, so a power cut cannot empty it
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+            if isinstance(exc, RuntimeError) and "write" not in str(exc):
+                raise
+            raise StorageError(StorageError.describe(exc, path)) from exc
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+
+# A checkpoint being written is `.NAME.tmpPID` beside NAME: hidden, and never read. A kill
+# between write and rename leaves one behind; the next process that holds the run's lock
+# removes them (no other process can be writing there then).
+TMP_PREFIX = "."
+_STALE_TMP = re.compile(r"^\..+\.tmp\d+$")
+LOCK_FILE = ".lock"
+_held_locks: dict[Path, Any] = {}  # run folder -> open lock file, for release_run_locks
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Hold the run folder for this process, so no second process trains into it at once.
+
+    An advisory `flock` on RUN/.lock: the kernel releases it when the process ends, however
+    it ends (SIGKILL included), so a lock is never left stale. Only the process that writes
+    the run folder locks it (rank 0 under DDP). Also removes checkpoint temp files that a
+    killed process left behind. Raises ConfigError naming the holder when it is taken.
+    """
+    import fcntl
+
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _held_locks or process_rank() > 0:
+        return
+    f = open(run_dir / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ConfigError(f"{run_dir} is in use by {holder}, which is training in it now; wait for it "
+                          f"to finish or stop it, then resume with --ckpt_path {run_dir / 'last.ckpt'}") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"lit_opt process {os.getpid()}\n")
+    f.flush()
+    _held_locks[run_dir] = f
+    for stale in run_dir.iterdir():
+        if _STALE_TMP.match(stale.name):
+            stale.unlink(missing_ok=True)
+
+
+def remove_if_unused(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing but its lock file (a run refused before it wrote)."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and all(p.name == LOCK_FILE for p in run_dir.iterdir()):
+        release_run_locks(run_dir)
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        run_dir.rmdir()
+
+
+def release_run_locks(run_dir: Optional[Path] = None) -> None:
+    """Release this process's hold on `run_dir` (default: on every run folder it holds)."""
+    for path in [Path(run_dir).resolve()] if run_dir is not None else list(_held_locks):
+        f = _held_locks.pop(path, None)
+        if f is not None:
+            f.close()  # closing the file releases the flock
 
 
 def run_callbacks(run_dir: Path, listener: Optional[Listener] = None,

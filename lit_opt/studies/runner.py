@@ -20,7 +20,8 @@ folder says how far it got:
 `--print-commands` writes STUDY/study.json and prints one `python -m lit_opt fit ...` line
 per trial (for a cluster scheduler, or one process per GPU); `python -m lit_opt report
 STUDY` then reports whatever has finished. Exit codes: 0 every trial finished or diverged;
-1 a trial failed unexpectedly; 2 bad input; 130 stopped by Ctrl-C (run again to resume).
+1 a trial failed unexpectedly; 2 bad input; 74 a file could not be written (disk full);
+130 stopped by Ctrl-C, 143 by SIGTERM (run again to resume).
 """
 
 from __future__ import annotations
@@ -38,7 +39,15 @@ import traceback
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lit_opt.errors import ConfigError, LitOptError
+from lit_opt.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_IO_ERROR,
+    EXIT_TERMINATED,
+    ConfigError,
+    LitOptError,
+    StorageError,
+)
 from lit_opt.studies import spec as specs
 from lit_opt.studies.results import DIVERGED_FILE, trial_state
 
@@ -245,16 +254,43 @@ def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
         (run_dir / DIVERGED_FILE).write_text(json.dumps(info, indent=1) + "\n")
         log(f"{trial.name}: diverged at epoch {info['epoch']}, step {info['step']}; going on")
         return "diverged"
-    if code == 130:
+    if code == EXIT_INTERRUPTED:
         raise KeyboardInterrupt
+    if code == EXIT_TERMINATED:
+        raise Terminated
+    if code == EXIT_IO_ERROR:
+        raise StorageError(f"trial {trial.name} could not write its files (see the message above)")
     if code == 2:
         raise ConfigError(f"trial {trial.name} was refused (see the message above); its command:\n  "
                           f"{trial.command()}")
     raise RuntimeError(f"fit exited with code {code}")
 
 
+class Terminated(Exception):
+    """SIGTERM reached the study (between trials, or a trial stopped by it)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
 def run_study(study: specs.Study, log=print) -> int:
     """Run every trial not finished yet, then write STUDY/report/. Returns an exit code."""
+    import signal
+    import threading
+
+    on_main = threading.current_thread() is threading.main_thread()
+    # A trial's own handler takes SIGTERM while it trains (saving last.ckpt); between trials
+    # and while one loads, this one ends the study the same way Ctrl-C does.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
+    try:
+        return _run_trials(study, log)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _run_trials(study: specs.Study, log=print) -> int:
     code = 0
     n = len(study.trials)
     log(f"{study.kind}: {n} trials in {study.out}")
@@ -263,20 +299,24 @@ def run_study(study: specs.Study, log=print) -> int:
             log(f"[{i}/{n}] {trial.name}")
             try:
                 run_trial(study, trial, log)
-            except (KeyboardInterrupt, LitOptError):
+            except (KeyboardInterrupt, Terminated, LitOptError):
                 raise
             except Exception:  # noqa: BLE001  (one broken trial must not end a long study)
                 traceback.print_exc()
                 print(f"error: trial {trial.name} failed; the study goes on (run it again to retry)",
                       file=sys.stderr)
                 code = 1
-    except KeyboardInterrupt:
-        print("\nStudy stopped. Run the same command again to resume: finished trials are skipped, an "
-              "interrupted one resumes from its last.ckpt.", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        by = "by SIGTERM" if isinstance(exc, Terminated) else ""
+        print(f"\nStudy stopped{' ' + by if by else ''}. Run the same command again to resume: finished "
+              "trials are skipped, an interrupted one resumes from its last.ckpt.", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_IO_ERROR
     except LitOptError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     from lit_opt.studies.report import write_report
 
     report = write_report([study.out], study.out / "report")
