@@ -200,6 +200,90 @@ def expectigrad_ref(w, g, s, t, lr, beta, eps, sparse_counter=True, weight_decay
     return w - lr / (1 - beta ** t) * s["m"]
 
 
+def nadam_ref(w, g, s, t, lr, betas, eps, weight_decay=0.0, momentum_decay=4e-3,
+              decoupled_weight_decay=False):
+    """Dozat 2016, Alg. 2 (momentum schedule mu_t = beta1 (1 - 0.5 * 0.96^(t psi)), psi = 1/250),
+    weight decay as an L2 term or decoupled (NAdamW) as torch.optim.NAdam's docs state."""
+    b1, b2 = betas
+    if decoupled_weight_decay:
+        w = w * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * w
+    mu = b1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
+    mu_next = b1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
+    s["prod"] = s.get("prod", 1.0) * mu  # prod_{i <= t} mu_i
+    s["m"] = b1 * s.get("m", 0 * w) + (1 - b1) * g
+    s["v"] = b2 * s.get("v", 0 * w) + (1 - b2) * g * g
+    m_bar = mu_next * s["m"] / (1 - s["prod"] * mu_next) + (1 - mu) * g / (1 - s["prod"])
+    return w - lr * m_bar / ((s["v"] / (1 - b2 ** t)).sqrt() + eps)
+
+
+def radam_ref(w, g, s, t, lr, betas, eps, weight_decay=0.0, decoupled_weight_decay=True,
+              threshold=5.0):
+    """Liu et al. 2020, Alg. 2: rectified adaptive step once rho_t > threshold (the paper
+    writes 4; torch and the authors' code switch at 5), un-adapted momentum step before."""
+    b1, b2 = betas
+    if decoupled_weight_decay:
+        w = w * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * w
+    s["m"] = b1 * s.get("m", 0 * w) + (1 - b1) * g
+    s["v"] = b2 * s.get("v", 0 * w) + (1 - b2) * g * g
+    m_hat = s["m"] / (1 - b1 ** t)
+    rho_inf = 2 / (1 - b2) - 1
+    rho = rho_inf - 2 * t * b2 ** t / (1 - b2 ** t)
+    if rho <= threshold:
+        return w - lr * m_hat
+    r = math.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+    adaptive = math.sqrt(1 - b2 ** t) / (s["v"].sqrt() + eps)
+    return w - lr * r * m_hat * adaptive
+
+
+def adamax_ref(w, g, s, t, lr, betas, eps, weight_decay=0.0):
+    """Kingma & Ba 2015, sec. 7.1 (AdaMax), with torch's eps inside the maximum and L2 decay."""
+    b1, b2 = betas
+    g = g + weight_decay * w
+    s["m"] = b1 * s.get("m", 0 * w) + (1 - b1) * g
+    s["u"] = torch.maximum(b2 * s.get("u", 0 * w), g.abs() + eps)
+    return w - lr / (1 - b1 ** t) * s["m"] / s["u"]
+
+
+def _rms(x):
+    return (x * x).mean().sqrt()
+
+
+def adafactor_ref(w, g, s, t, lr, beta2_decay, eps, d, weight_decay=0.0, paper=False):
+    """Shazeer & Stern 2018, Alg. 4 (matrices: factored second moment) and Alg. 5 (vectors),
+    with relative step size rho_t = min(0.01, 1/sqrt(t)), alpha_t = max(eps2, RMS(w)) rho_t,
+    beta2_t = 1 - t^beta2_decay, update clipping at d, no first moment.
+
+    paper=True is the paper as printed: eps1 added to g^2, row/column sums, the cap 0.01 and
+    no weight decay. paper=False is torch.optim.Adafactor's documented variant: `lr` is the cap
+    of rho_t, decoupled decay w(1 - lr*weight_decay), and eps1 floors mean(R) and sqrt(V)."""
+    eps1, eps2 = eps
+    beta2t = 1 - t ** beta2_decay
+    rho = min(0.01 if paper else lr, 1 / math.sqrt(t))
+    alpha = max(eps2, _rms(w).item()) * rho
+    if not paper:
+        w = w * (1 - lr * weight_decay)
+    g2 = g * g + eps1 if paper else g * g
+    if w.ndim == 2:
+        if paper:  # R = (G^2 + eps1) 1_m, C = 1_n^T (G^2 + eps1), V = R C / (1_n^T R)
+            s["R"] = beta2t * s.get("R", 0.0) + (1 - beta2t) * g2.sum(1, keepdim=True)
+            s["C"] = beta2t * s.get("C", 0.0) + (1 - beta2t) * g2.sum(0, keepdim=True)
+            v = s["R"] @ s["C"] / s["R"].sum()
+        else:  # torch's docs: means instead of sums (the same V), eps1 as a floor
+            s["R"] = beta2t * s.get("R", 0.0) + (1 - beta2t) * g2.mean(1, keepdim=True)
+            s["C"] = beta2t * s.get("C", 0.0) + (1 - beta2t) * g2.mean(0, keepdim=True)
+            v = s["R"] @ s["C"] / max(s["R"].mean().item(), eps1)
+    else:
+        s["V"] = beta2t * s.get("V", 0.0) + (1 - beta2t) * g2
+        v = s["V"]
+    u = g / v.sqrt() if paper else g / torch.clamp(v.sqrt(), min=eps1)
+    u = u / max(1.0, _rms(u).item() / d)
+    return w - alpha * u
+
+
 # ---- elementwise / per-tensor optimizers ---------------------------------------------------------
 
 CASES = [
@@ -226,6 +310,16 @@ CASES = [
     ("expectigrad", dict(lr=0.05, beta=0.8, weight_decay=0.01), expectigrad_ref, dict(eps=1e-8)),
     ("expectigrad", dict(lr=0.05, beta=0.7, sparse_counter=False), expectigrad_ref,
      dict(eps=1e-8)),
+    ("nadam", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.01, momentum_decay=0.01),
+     nadam_ref, dict(eps=1e-8)),
+    ("nadam", dict(lr=0.01, weight_decay=0.05, decoupled_weight_decay=True), nadam_ref,
+     dict(betas=(0.9, 0.999), eps=1e-8, momentum_decay=4e-3)),
+    ("radam", dict(lr=0.02, betas=(0.8, 0.99), weight_decay=0.05), radam_ref, dict(eps=1e-8)),
+    ("radam", dict(lr=0.02, weight_decay=0.01, decoupled_weight_decay=False), radam_ref,
+     dict(betas=(0.9, 0.999), eps=1e-8)),
+    ("adamax", dict(lr=0.02, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.01), adamax_ref, {}),
+    ("adafactor", dict(lr=0.005, beta2_decay=-0.6, eps=(0.05, 1e-2), d=1.0, weight_decay=0.1),
+     adafactor_ref, {}),
 ]
 
 
@@ -368,3 +462,38 @@ def test_expectigrad_sparse_counter():
     # The counter matters exactly where gradients were zero: rarely-active coordinates differ.
     assert (sparse[0][:4] - dense[0][:4]).abs().max() < 1e-12
     assert (sparse[0][4:] - dense[0][4:]).abs().min() > 1e-4
+
+
+# ---- Adafactor: torch's variant against the paper ------------------------------------------------
+
+
+def test_adafactor_follows_the_paper_at_its_settings():
+    """With lr 0.01 (the paper's cap of rho_t), no weight decay and a negligible eps1, torch's
+    Adafactor is Shazeer & Stern's Alg. 4/5. Where torch departs (lr as the cap, eps1 as a
+    floor instead of added to g^2) it visibly differs, and the torch-docs reference follows it."""
+    paper = dict(beta2_decay=-0.8, eps=(1e-30, 1e-3), d=1.0, lr=0.01, paper=True)
+    ours = run_ours("adafactor", {})  # the registry's defaults: lr 0.01, eps (1e-15, 1e-3)
+    assert moved(INIT, ours) > 1e-2
+    assert_close(ours, run_reference(adafactor_ref, **paper))
+
+    for change in (dict(lr=0.003), dict(eps=(0.1, 1e-3))):
+        ours = run_ours("adafactor", change)
+        torch_docs = dict(dict(beta2_decay=-0.8, eps=(1e-15, 1e-3), d=1.0, lr=0.01), **change)
+        assert_close(ours, run_reference(adafactor_ref, **torch_docs))
+        as_paper = run_reference(adafactor_ref, **dict(paper, **change))
+        assert max((a - b).abs().max().item() for a, b in zip(ours, as_paper)) > 1e-4
+
+
+def test_adafactor_zero_gradient_column_stays_finite_in_float32():
+    """torch clamps V at eps1^2: the paper's eps1 = 1e-30 would underflow to 0 in float32 and
+    turn a column that never gets a gradient (an MNIST border pixel) into NaN. The default
+    eps1 = 1e-15 keeps it finite and leaves that column where it was."""
+    w = torch.randn(3, 4, requires_grad=True)
+    opt = build("adafactor", [w])
+    for _ in range(3):
+        opt.zero_grad()
+        (w[:, :3] ** 2).sum().backward()
+        opt.step()
+    assert torch.isfinite(w).all()
+    with pytest.raises(ValueError, match="eps must be 2 numbers"):
+        build("adafactor", [w], eps=(1e-30, 1e-3))

@@ -132,7 +132,7 @@ def _sam(params, base, rho, adaptive, **base_kwargs):
 _SAM_OWN = (
     Hyperparameter("base", str, "sgd", choices=(
         "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "lamb",
-        "adamp", "expectigrad"),
+        "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor"),
         help="base optimizer that takes the step with the perturbed-point gradient"),
     Hyperparameter("rho", float, 0.05, low=0.0,
                    help="radius of the ascent step (ASAM: about 2.0)"),
@@ -244,6 +244,71 @@ _ENTRIES = (
          _flag("sparse_counter", True, "count only steps where a coordinate's gradient is nonzero"),
          _wd()),
         source="lit_opt.optim.expectigrad.Expectigrad (Daley & Amato 2020)"),
+    # ---- the frontier (issue 19): torch's own variants of Adam, then Adafactor ----
+    OptimizerInfo(
+        "nadam", "Adam with Nesterov momentum and a warming momentum schedule (Dozat 2016)",
+        _torch("NAdam"),
+        (_lr(2e-3), _betas(), _eps(1e-8), _wd(),
+         Hyperparameter("momentum_decay", float, 4e-3, low=0.0,
+                        help="psi in mu_t = beta1*(1 - 0.5*0.96^(t*psi)); Dozat's 0.96^(t/250)"),
+         _flag("decoupled_weight_decay", False,
+               "decay the weights directly (NAdamW) instead of adding an L2 term to the gradient")),
+        source="torch.optim.NAdam (Dozat 2016)"),
+    # Liu et al. 2020, Alg. 2 rectifies once rho_t > 4; torch (and this entry) once rho_t > 5,
+    # the authors' code (LiyuanLucasLiu/RAdam) once rho_t >= 5. Before that torch and the paper
+    # take a plain momentum step lr*m_hat, while the authors' code by default
+    # (degenerated_to_sgd=False) takes no step at all. With the default betas rho_t is about
+    # t - 0.003t, so the thresholds 4, 5 pick the same steps (the first 5 unrectified).
+    # Weight decay is decoupled by default, as in the authors' code.
+    OptimizerInfo(
+        "radam", "Adam whose adaptive step is switched on only once the variance of its "
+                 "second-moment estimate is tractable (Liu et al. 2020)",
+        _torch("RAdam"),
+        (_lr(1e-3), _betas(), _eps(1e-8),
+         _wd(0.0, "weight decay: decoupled (w <- w - lr*weight_decay*w) unless "
+                  "decoupled_weight_decay is off, then an L2 term in the gradient"),
+         _flag("decoupled_weight_decay", True,
+               "decay the weights directly as the authors' code does (off: coupled L2)")),
+        source="torch.optim.RAdam (Liu et al. 2020)"),
+    # torch adds eps inside the maximum: u <- max(beta2*u, |g| + eps); Kingma & Ba have no eps.
+    OptimizerInfo(
+        "adamax", "Adam with the infinity norm: step scaled by the running maximum of |g| "
+                  "(Kingma & Ba 2015, sec. 7.1)",
+        _torch("Adamax"),
+        (_lr(2e-3), _betas(), _eps(1e-8, "added to |g| inside the running maximum (not in the paper)"),
+         _wd()),
+        source="torch.optim.Adamax (Kingma & Ba 2015, sec. 7.1)"),
+    # torch.optim.Adafactor against Shazeer & Stern 2018, Alg. 4/5 with relative step sizes
+    # (rho_t = min(0.01, 1/sqrt(t)), alpha_t = max(eps2, RMS(w)) * rho_t), update clipping d
+    # and beta2_t = 1 - t^beta2_decay, no first moment. It differs in two places, as torch's
+    # docs say: (1) `lr` replaces the paper's constant 0.01 as the cap of rho_t (and scales
+    # the decoupled weight decay w <- w(1 - lr*weight_decay), which the paper does not have);
+    # (2) eps1 is not added to g^2 before the row/column averages, but floors their mean
+    # (V = R C / max(mean(R), eps1)) and sqrt(V) (U = G / max(sqrt(V), eps1)). torch's own
+    # default eps1 is the dtype's machine epsilon (1.2e-7 in float32), which floors gradients
+    # below about 1e-7. The paper's eps1 = 1e-30 cannot be used with torch's placement: torch
+    # clamps V at eps1^2, which is 0 in float32, so a column whose gradient is always 0 (an
+    # MNIST border pixel's first-layer weights) becomes 0 * inf = NaN after one step. This
+    # entry defaults to eps1 = 1e-15 (eps1^2 = 1e-30, a normal float32) and refuses eps below
+    # 1e-19; with lr 0.01 and weight_decay 0 it follows the paper (eps1 = 1e-30) within 1e-6
+    # over 50 steps (tests/test_optim_reference.py). Vectors (biases) get the unfactored
+    # second moment, as in the paper's Alg. 5.
+    OptimizerInfo(
+        "adafactor", "factored second moment (row and column averages) with relative step "
+                     "sizes and update clipping, no first moment (Shazeer & Stern 2018)",
+        _torch("Adafactor"),
+        (_lr(1e-2, "cap of the relative step size rho_t = min(lr, 1/sqrt(t)); "
+                   "the paper fixes it at 0.01"),
+         Hyperparameter("beta2_decay", float, -0.8, high=0.0, high_inclusive=True,
+                        help="exponent tau in beta2_t = 1 - t^tau (the paper's -0.8)"),
+         Hyperparameter("eps", tuple, (1e-15, 1e-3), low=1e-19,
+                        help="eps1 floors the second-moment estimate (the paper: 1e-30, which "
+                             "underflows here in float32), eps2 the parameter scale RMS(w) (1e-3)"),
+         Hyperparameter("d", float, 1.0, low=1.0,
+                        help="update clipping threshold: the update's RMS is capped at d "
+                             "(torch allows d >= 1)"),
+         _wd(0.0, "decoupled decay w <- w - lr*weight_decay*w (not in the paper)")),
+        source="torch.optim.Adafactor (Shazeer & Stern 2018; lr and eps1 differ, see docs/optimizers.md)"),
 )
 _BY_NAME = {entry.name: entry for entry in _ENTRIES}
 
