@@ -248,6 +248,17 @@ def adamax_ref(w, g, s, t, lr, betas, eps, weight_decay=0.0):
     return w - lr / (1 - b1 ** t) * s["m"] / s["u"]
 
 
+def lion_ref(w, g, s, t, lr, betas, weight_decay=0.0):
+    """google/automl lion/lion_pytorch.py (Chen et al. 2023, Alg. 2): decoupled decay, then
+    w <- w - lr*sign(b1*m + (1-b1)*g); m <- b2*m + (1-b2)*g."""
+    b1, b2 = betas
+    w = w * (1 - lr * weight_decay)
+    m = s.get("m", 0 * w)
+    w = w - lr * torch.sign(b1 * m + (1 - b1) * g)
+    s["m"] = b2 * m + (1 - b2) * g
+    return w
+
+
 def _rms(x):
     return (x * x).mean().sqrt()
 
@@ -320,6 +331,8 @@ CASES = [
     ("adamax", dict(lr=0.02, betas=(0.8, 0.99), eps=1e-3, weight_decay=0.01), adamax_ref, {}),
     ("adafactor", dict(lr=0.005, beta2_decay=-0.6, eps=(0.05, 1e-2), d=1.0, weight_decay=0.1),
      adafactor_ref, {}),
+    ("lion", dict(lr=0.003, betas=(0.8, 0.95), weight_decay=0.5), lion_ref, {}),
+    ("lion", dict(lr=0.001), lion_ref, dict(betas=(0.9, 0.99))),
 ]
 
 

