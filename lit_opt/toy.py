@@ -120,6 +120,12 @@ def optimizer_steps(params, optimizer: str, loss_fn: Callable[[], torch.Tensor],
         yield
 
 
+def toy_optimizers() -> list[str]:
+    """Registry optimizers that can run on a toy function: all but those made for weight
+    matrices (muon), which have nothing to act on in a single point."""
+    return [name for name in names() if not info(name).needs_matrices]
+
+
 def run(function_name: str | ToyFunction, optimizer: str, steps: int = 100,
         start: Sequence[float] | None = None, **hyperparameters) -> Trajectory:
     """Minimize a toy function from `start` (default: its own) with a registry optimizer.
@@ -129,6 +135,10 @@ def run(function_name: str | ToyFunction, optimizer: str, steps: int = 100,
     """
     spec = function(function_name)
     hp = validate(optimizer, **hyperparameters)
+    if info(optimizer).needs_matrices:
+        raise ValueError(f"{info(optimizer).name} works on a net's weight matrices; a toy "
+                         f"function's point is a single vector, so it cannot run here "
+                         f"(toy optimizers: {', '.join(toy_optimizers())})")
     x = torch.tensor(start if start is not None else spec.start, dtype=torch.float64,
                      requires_grad=True)
     if x.shape != (spec.dim,):
@@ -275,7 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "list":
             print("functions:  " + ", ".join(FUNCTIONS))
-            print("optimizers: " + ", ".join(names()))
+            print("optimizers: " + ", ".join(toy_optimizers()))
+            matrix_only = [n for n in names() if info(n).needs_matrices]
+            if matrix_only:
+                print("not here (they need a net's weight matrices): " + ", ".join(matrix_only))
             return 0
         return _run_command(args)
     except ValueError as err:

@@ -22,7 +22,7 @@ from lit_opt.optim import build, decay_parameters, info, names, schema, split_de
 
 EXPECTED_NAMES = ["gd", "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam",
                   "adamw", "lamb", "sam", "adamp", "expectigrad", "nadam", "radam", "adamax",
-                  "adafactor", "lion"]
+                  "adafactor", "lion", "muon"]
 # Settings that turn momentum on where an optimizer has it, so state round-trips carry a buffer.
 WITH_MOMENTUM = {"gd": dict(momentum=0.9), "rmsprop": dict(momentum=0.9)}
 
@@ -145,16 +145,23 @@ def test_sam_validates_against_its_base():
 
 
 def _quadratic(params):
-    w, b = params
+    w, b, *more = params
     target_w = torch.linspace(-1.0, 1.0, 12).reshape(3, 4)
     curvature = torch.linspace(0.5, 2.0, 12).reshape(3, 4)
-    return (curvature * (w - target_w) ** 2).sum() + ((b - 0.5) ** 2).sum()
+    return ((curvature * (w - target_w) ** 2).sum() + ((b - 0.5) ** 2).sum()
+            + sum(((m - 0.3) ** 2).sum() for m in more))
 
 
-def _params(seed=0, dtype=torch.float32):
+def _params(seed=0, dtype=torch.float32, name=None):
+    """A 3x4 weight and a bias; for optimizers that need matrices (muon) two more weights,
+    so that one of them (4x5) is a hidden layer between a first and a last one."""
     g = torch.Generator().manual_seed(seed)
-    return [(0.1 * torch.randn(3, 4, generator=g)).to(dtype).requires_grad_(),
-            torch.zeros(4, dtype=dtype).requires_grad_()]
+    params = [(0.1 * torch.randn(3, 4, generator=g)).to(dtype).requires_grad_(),
+              torch.zeros(4, dtype=dtype).requires_grad_()]
+    if name is not None and info(name).needs_matrices:
+        params += [(0.1 * torch.randn(4, 5, generator=g)).to(dtype).requires_grad_(),
+                   (0.1 * torch.randn(2, 3, generator=g)).to(dtype).requires_grad_()]
+    return params
 
 
 def _step(opt, params, loss_fn):
@@ -176,7 +183,7 @@ def _sam_class():
 
 @pytest.mark.parametrize("name", EXPECTED_NAMES)
 def test_defaults_build_and_descend(name):
-    params = _params()
+    params = _params(name=name)
     opt = build(name, params)
     assert isinstance(opt, torch.optim.Optimizer)
     group = opt.param_groups[0]
@@ -191,12 +198,12 @@ def test_defaults_build_and_descend(name):
 @pytest.mark.parametrize("name", EXPECTED_NAMES)
 def test_state_dict_round_trip_is_exact(name):
     hp = WITH_MOMENTUM.get(name, {})
-    uninterrupted = _params()
+    uninterrupted = _params(name=name)
     opt = build(name, uninterrupted, **hp)
     for _ in range(6):
         _step(opt, uninterrupted, _quadratic)
 
-    first = _params()
+    first = _params(name=name)
     opt = build(name, first, **hp)
     for _ in range(3):
         _step(opt, first, _quadratic)
@@ -316,7 +323,7 @@ def test_public_api_names():
 def test_sam_keeps_its_own_rho_whatever_the_base(base):
     """SAM's rho (default 0.05) must never be replaced by a base optimizer's key of the same name."""
     assert validate("sam", base=base)["rho"] == 0.05
-    params = [torch.nn.Parameter(torch.ones(3))]
+    params = _params(name=base)
     opt = build("sam", params, base=base, rho=0.2)
     assert opt.param_groups[0]["rho"] == 0.2
 

@@ -82,9 +82,21 @@ def test_adam_gets_closer(name, lr, steps):
 
 @pytest.mark.parametrize("optimizer", names())
 def test_every_optimizer_runs_on_a_toy(optimizer):
+    if optimizer not in toy.toy_optimizers():  # muon: made for a net's weight matrices
+        with pytest.raises(ValueError, match="weight matrices.*cannot run here"):
+            toy.run("bowl", optimizer, steps=5)
+        return
     traj = toy.run("bowl", optimizer, steps=5)
     assert np.isfinite(traj.points).all()
     assert traj.losses[-1] < traj.losses[0]
+
+
+def test_matrix_optimizers_are_listed_apart(capsys):
+    assert "muon" in names() and "muon" not in toy.toy_optimizers()
+    assert toy.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "muon" not in out.split("optimizers:")[1].splitlines()[0]
+    assert "not here (they need a net's weight matrices): muon" in out
 
 
 def test_gd_on_x2_is_the_seed_recursion():

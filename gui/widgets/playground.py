@@ -139,7 +139,9 @@ class Playground(QWidget):
         r = self.table.rowCount()
         self.table.insertRow(r)
         combo = QComboBox()
-        combo.addItems([n for n in optim.names() if n != "sam"] + ["sam"])
+        # Optimizers made for weight matrices (muon) have nothing to act on in a 2-D point.
+        combo.addItems([n for n in optim.names()
+                        if n != "sam" and not optim.info(n).needs_matrices] + ["sam"])
         combo.setCurrentText(name)
         self.table.setCellWidget(r, 0, combo)
         edit = QLineEdit(f"{lr:g}")

@@ -139,6 +139,9 @@ class OptimizerInfo:
     `factory(params, **validated)` returns a torch Optimizer. `full_batch` marks
     `gd` (the training loop steps once per epoch on the whole-set gradient);
     `needs_closure` marks `sam` (its step recomputes the loss at a perturbed point).
+    `needs_matrices` marks optimizers made for a net's weight matrices (muon refuses a net
+    without a hidden one): the toy functions' single coordinate vector has none, so the
+    playground leaves them out.
     `resolve`, when set, replaces the plain schema check (SAM validates its extra
     keys against its base optimizer's schema).
     """
@@ -150,6 +153,7 @@ class OptimizerInfo:
     full_batch: bool = False
     needs_closure: bool = False
     source: str = ""
+    needs_matrices: bool = False
     resolve: Callable[[dict], dict] | None = field(default=None, repr=False, compare=False)
 
     def hyperparameter(self, name: str) -> Hyperparameter:

@@ -127,6 +127,12 @@ def _lion(params, **kwargs):
     return Lion(params, weight_decouple=True, fixed_decay=False, **kwargs)
 
 
+def _muon(params, **kwargs):
+    from lit_opt.optim.muon import MuonWithAuxAdamW
+
+    return MuonWithAuxAdamW(params, **kwargs)
+
+
 def _sam(params, base, rho, adaptive, **base_kwargs):
     from pytorch_optimizer import SAM
 
@@ -142,7 +148,7 @@ def _sam(params, base, rho, adaptive, **base_kwargs):
 _SAM_OWN = (
     Hyperparameter("base", str, "sgd", choices=(
         "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "lamb",
-        "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor", "lion"),
+        "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor", "lion", "muon"),
         help="base optimizer that takes the step with the perturbed-point gradient"),
     Hyperparameter("rho", float, 0.05, low=0.0,
                    help="radius of the ascent step (ASAM: about 2.0)"),
@@ -327,6 +333,28 @@ _ENTRIES = (
          _betas((0.9, 0.99)),
          _wd(0.0, "decoupled decay w <- w - lr*weight_decay*w (the authors: 3-10x AdamW's)")),
         source="pytorch_optimizer.Lion (Chen et al. 2023; matches google/automl lion_pytorch.py)"),
+    # The split (which layer gets Muon) is lit_opt.optim.muon.assign; the scale is
+    # KellerJordan's sqrt(max(1, rows/cols)) (torch's adjust_lr_fn="original").
+    OptimizerInfo(
+        "muon", "hidden weight matrices step along the orthogonalized momentum (Newton-Schulz), "
+                "AdamW trains the first and last layer, biases, norms and conv kernels "
+                "(Jordan et al. 2024)",
+        _muon,
+        (_lr(0.02, "Muon's learning rate for the hidden 2-D weights (spectral norm per step)"),
+         _momentum(0.95),
+         _flag("nesterov", True, "Nesterov momentum: orthogonalize lerp(g, m, momentum)"),
+         Hyperparameter("ns_steps", int, 5, low=1, high=100,
+                        help="Newton-Schulz iterations that orthogonalize each update"),
+         _wd(0.0, "decoupled decay w <- w - lr*weight_decay*w, both parts (authors' README: 0.01)"),
+         Hyperparameter("adamw_lr", float, 3e-4, low=0.0, low_inclusive=False, log_scale=True,
+                        help="AdamW's learning rate for every parameter Muon does not take"),
+         Hyperparameter("adamw_betas", tuple, (0.9, 0.95), low=0.0, high=1.0,
+                        help="AdamW's decay rates of the first and second moment averages"),
+         Hyperparameter("adamw_eps", float, 1e-10, low=0.0, low_inclusive=False, log_scale=True,
+                        help="AdamW's denominator term for numerical stability")),
+        source="torch.optim.Muon + torch.optim.AdamW as one optimizer "
+               "(lit_opt.optim.muon; KellerJordan/Muon MuonWithAuxAdam)",
+        needs_matrices=True),
 )
 _BY_NAME = {entry.name: entry for entry in _ENTRIES}
 

@@ -56,3 +56,14 @@ def test_clicking_chooses_the_start_and_x2_shows_the_seminar_example(playground,
     no_lr, lr_01 = (item.getData() for item in playground.path_items)
     assert list(no_lr[0][:4]) == [5.0, -5.0, 5.0, -5.0]  # lr 1: bounces forever
     np.testing.assert_allclose(lr_01[0][:4], [5.0, 4.0, 3.2, 2.56])  # lr 0.1: x <- 0.8 x
+
+
+def test_matrix_optimizers_are_not_offered(playground):
+    """Muon acts on a net's weight matrices; a toy function's point has none."""
+    from lit_opt import optim
+
+    playground.set_optimizers([("adam", 0.1)])
+    combo = playground.table.cellWidget(0, 0)
+    offered = [combo.itemText(i) for i in range(combo.count())]
+    assert "muon" in optim.names() and "muon" not in offered
+    assert set(offered) == {n for n in optim.names() if not optim.info(n).needs_matrices}
