@@ -22,7 +22,7 @@ from lit_opt.optim import build, decay_parameters, info, names, schema, split_de
 
 EXPECTED_NAMES = ["gd", "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam",
                   "adamw", "lamb", "sam", "adamp", "expectigrad", "nadam", "radam", "adamax",
-                  "adafactor", "lion", "muon"]
+                  "adafactor", "lion", "muon", "ademamix"]
 # Settings that turn momentum on where an optimizer has it, so state round-trips carry a buffer.
 WITH_MOMENTUM = {"gd": dict(momentum=0.9), "rmsprop": dict(momentum=0.9)}
 

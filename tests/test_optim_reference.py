@@ -259,6 +259,27 @@ def lion_ref(w, g, s, t, lr, betas, weight_decay=0.0):
     return w
 
 
+def ademamix_ref(w, g, s, t, lr, betas, alpha, eps, alpha_warmup=None, beta3_warmup=None,
+                 weight_decay=0.0):
+    """apple/ml-ademamix pytorch/ademamix.py: fast EMA bias-corrected, slow EMA not, alpha
+    warmed up linearly from 0, beta3 from beta1 linearly in half-life, AdamW-style decay."""
+    b1, b2, b3_end = betas
+    a = alpha
+    if alpha_warmup and t < alpha_warmup:
+        a = t / alpha_warmup * alpha
+    b3 = b3_end
+    if beta3_warmup and t < beta3_warmup:
+        f = lambda beta: math.log(0.5) / math.log(beta + 1e-8) - 1  # noqa: E731
+        mix = (1 - t / beta3_warmup) * f(b1) + t / beta3_warmup * f(b3_end)
+        b3 = 0.5 ** (1 / (mix + 1))
+    s["fast"] = b1 * s.get("fast", 0 * w) + (1 - b1) * g
+    s["slow"] = b3 * s.get("slow", 0 * w) + (1 - b3) * g
+    s["v"] = b2 * s.get("v", 0 * w) + (1 - b2) * g * g
+    denom = s["v"].sqrt() / math.sqrt(1 - b2 ** t) + eps
+    update = (s["fast"] / (1 - b1 ** t) + a * s["slow"]) / denom + weight_decay * w
+    return w - lr * update
+
+
 def _rms(x):
     return (x * x).mean().sqrt()
 
@@ -333,6 +354,10 @@ CASES = [
      adafactor_ref, {}),
     ("lion", dict(lr=0.003, betas=(0.8, 0.95), weight_decay=0.5), lion_ref, {}),
     ("lion", dict(lr=0.001), lion_ref, dict(betas=(0.9, 0.99))),
+    ("ademamix", dict(lr=0.005, betas=(0.8, 0.99, 0.999), alpha=5.0, alpha_warmup=30,
+                      beta3_warmup=40, weight_decay=0.1), ademamix_ref, dict(eps=1e-8)),
+    ("ademamix", dict(lr=0.005, weight_decay=0.01), ademamix_ref,
+     dict(betas=(0.9, 0.999, 0.9999), alpha=2.0, eps=1e-8)),
 ]
 
 
@@ -675,3 +700,14 @@ def test_muon_split_is_visible():
     split = describe(nets.build("mlp", (1, 28, 28), 10, hidden=[20, 20, 20]))
     assert [part for _, _, part, _ in split] == ["adamw", "adamw", "muon", "adamw", "muon",
                                                   "adamw", "adamw", "adamw"]
+
+
+def test_ademamix_warmups_are_separate():
+    """alpha and beta3 each follow their own warm-up (pytorch_optimizer's AdEMAMix shares one):
+    changing only beta3_warmup changes the run, and each matches the authors' schedules."""
+    base = dict(lr=0.005, betas=(0.8, 0.99, 0.999), alpha=5.0, alpha_warmup=30)
+    one = run_ours("ademamix", dict(base, beta3_warmup=10))
+    two = run_ours("ademamix", dict(base, beta3_warmup=45))
+    assert_close(one, run_reference(ademamix_ref, eps=1e-8, **dict(base, beta3_warmup=10)))
+    assert_close(two, run_reference(ademamix_ref, eps=1e-8, **dict(base, beta3_warmup=45)))
+    assert max((a - b).abs().max().item() for a, b in zip(one, two)) > 1e-4

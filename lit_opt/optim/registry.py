@@ -133,6 +133,12 @@ def _muon(params, **kwargs):
     return MuonWithAuxAdamW(params, **kwargs)
 
 
+def _ademamix(params, **kwargs):
+    from lit_opt.optim.ademamix import AdEMAMix
+
+    return AdEMAMix(params, **kwargs)
+
+
 def _sam(params, base, rho, adaptive, **base_kwargs):
     from pytorch_optimizer import SAM
 
@@ -148,7 +154,8 @@ def _sam(params, base, rho, adaptive, **base_kwargs):
 _SAM_OWN = (
     Hyperparameter("base", str, "sgd", choices=(
         "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "lamb",
-        "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor", "lion", "muon"),
+        "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor", "lion", "muon",
+        "ademamix"),
         help="base optimizer that takes the step with the perturbed-point gradient"),
     Hyperparameter("rho", float, 0.05, low=0.0,
                    help="radius of the ascent step (ASAM: about 2.0)"),
@@ -355,6 +362,26 @@ _ENTRIES = (
         source="torch.optim.Muon + torch.optim.AdamW as one optimizer "
                "(lit_opt.optim.muon; KellerJordan/Muon MuonWithAuxAdam)",
         needs_matrices=True),
+    OptimizerInfo(
+        "ademamix", "Adam whose numerator adds alpha times a slow gradient EMA (beta3 near 1) "
+                    "to the fast one, with separate warm-ups of alpha and beta3 "
+                    "(Pagliardini et al. 2024)",
+        _ademamix,
+        (_lr(1e-3),
+         Hyperparameter("betas", tuple, (0.9, 0.999, 0.9999), low=0.0, high=1.0,
+                        help="decay rates of the fast EMA, the squared-gradient EMA and the slow EMA"),
+         Hyperparameter("alpha", float, 2.0, low=0.0,
+                        help="weight of the slow EMA in the update (the paper: 5 to 10 for LLMs)"),
+         Hyperparameter("alpha_warmup", int, 0, low=0,
+                        help="steps over which alpha rises linearly from 0 (0: none; the paper: "
+                             "the run's total steps)"),
+         Hyperparameter("beta3_warmup", int, 0, low=0,
+                        help="steps over which beta3 rises from beta1, linearly in half-life "
+                             "(0: none; the paper: the run's total steps)"),
+         _eps(1e-8),
+         _wd(0.0, "decoupled decay w <- w - lr*weight_decay*w")),
+        source="lit_opt.optim.ademamix.AdEMAMix (apple/ml-ademamix pytorch/ademamix.py; "
+               "pytorch_optimizer's has one shared warm-up)"),
 )
 _BY_NAME = {entry.name: entry for entry in _ENTRIES}
 
