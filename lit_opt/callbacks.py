@@ -184,17 +184,35 @@ class EpochSummary(Callback):
         self._t0 = 0.0
         self._train_seconds: Optional[float] = None
         self._samples = 0
+        self._epoch_open = False  # between an epoch's start and its end
+        self._step = 0  # the global step after the latest batch (state_dict has no trainer)
+        self._restored: Optional[dict] = None
         self.rows: list[dict[str, Any]] = []
 
     def on_train_start(self, trainer, pl_module) -> None:
-        # A run resumed mid-epoch skips on_train_epoch_start for that epoch: start the clock here.
+        # A run resumed mid-epoch skips on_train_epoch_start for that epoch: start the clock here,
+        # counting the time and samples the epoch had before it was interrupted.
         self.on_train_epoch_start(trainer, pl_module)
+        state, self._restored = self._restored, None
+        if state and state["open"] and state["step"] == trainer.global_step:
+            self._t0 -= state["seconds"]
+            self._samples = state["samples"]
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t0, self._train_seconds, self._samples = time.perf_counter(), None, 0
+        self._epoch_open = True
+
+    # Saved in every checkpoint (Lightning stores a callback's state_dict under its state_key).
+    def state_dict(self) -> dict:
+        seconds = self._train_seconds if self._train_seconds is not None else time.perf_counter() - self._t0
+        return {"open": self._epoch_open, "step": self._step, "seconds": seconds, "samples": self._samples}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored = dict(state_dict)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._samples += len(batch[1])
+        self._step = trainer.global_step
         if self.step_listener is not None:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             self.step_listener({"epoch": trainer.current_epoch, "step": trainer.global_step,
@@ -205,6 +223,7 @@ class EpochSummary(Callback):
             self._train_seconds = time.perf_counter() - self._t0
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._epoch_open = False
         seconds = self._train_seconds if self._train_seconds is not None else time.perf_counter() - self._t0
         lr = _current_lr(trainer.optimizers[0]) if trainer.optimizers else None
         speed = self._samples / max(seconds, 1e-9)
@@ -230,6 +249,14 @@ class RunFiles(Callback):
 
     def __init__(self, run_dir: Path, summary: EpochSummary):
         self.run_dir, self.summary = Path(run_dir), summary
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # The logs describe exactly the training the checkpoint holds: a resumed run drops rows
+        # written after its checkpoint (an epoch whose save failed or was killed would
+        # otherwise be logged twice). metrics.csv's step is the number of steps done minus one.
+        if trainer.is_global_zero and trainer.global_step > 0:
+            keep_rows(self.run_dir / "epochs.csv", lambda row: int(row["step"]) <= trainer.global_step)
+            keep_rows(self.run_dir / "metrics.csv", lambda row: int(row["step"]) < trainer.global_step)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or not self.summary.rows:
@@ -278,6 +305,26 @@ class RunFiles(Callback):
                 {"epoch": trainer.current_epoch, "step": trainer.global_step, "message": str(exception)}) + "\n")
         if trainer.is_global_zero and pl_module.val_confusion_matrix is not None:
             self._write_pictures(pl_module, "val")
+
+
+def keep_rows(path: Path, keep: Callable[[dict], bool]) -> None:
+    """Rewrite a CSV file with only the rows `keep` accepts (atomically; untouched if all are kept)."""
+    import os
+
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], list(reader)
+    kept = [row for row in rows if not row.get("step") or keep(row)]
+    if len(kept) == len(rows):
+        return
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(kept)
+    os.replace(tmp, path)
 
 
 def _undo_sam_perturbation(trainer) -> None:

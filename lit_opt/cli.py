@@ -75,13 +75,13 @@ def _with_run_config(args: list[str]) -> list[str]:
     while i < len(args):
         a = args[i]
         if a in ("--config", "-c") and i + 1 < len(args):
-            configs += ["--config", args[i + 1]]
+            configs += ["--config", _checked_config_file(args[i + 1])]
             i += 2
             continue
         if a.startswith("--config="):
-            configs += ["--config", a.split("=", 1)[1]]
+            configs += ["--config", _checked_config_file(a.split("=", 1)[1])]
         else:
-            rest.append(a)
+            rest.append(_yaml_special_number(a))
         i += 1
     if not configs:
         ckpt = None
@@ -97,6 +97,40 @@ def _with_run_config(args: list[str]) -> list[str]:
             if run_dir is not None:
                 configs = ["--config", _found_config_text(run_dir / "config.yaml")]
     return [*configs, *rest]
+
+
+def _checked_config_file(value: str) -> str:
+    """A --config the user named: a missing file or broken YAML is reported with the file's
+    name (jsonargparse gives the line but not the file). Its content is the user's choice."""
+    import yaml
+
+    from lit_opt.errors import ConfigError
+
+    if "\n" in value or value.lstrip().startswith("{"):  # YAML text, not a file name
+        return value
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist" if not path.exists() else
+                          f"config file {path} is not a file")
+    try:
+        yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return value
+
+
+_SPECIAL_NUMBERS = {"nan": ".nan", "inf": ".inf", "+inf": ".inf", "-inf": "-.inf"}
+
+
+def _yaml_special_number(arg: str) -> str:
+    """`nan`/`inf` as YAML spells them, so `--model.lr nan` reaches lit_opt's own range check
+    ("must be > 0") instead of jsonargparse calling the value a string."""
+    flag, eq, value = arg.partition("=")
+    if eq and flag.startswith("--"):
+        return f"{flag}={_SPECIAL_NUMBERS.get(value.lower(), value)}"
+    return _SPECIAL_NUMBERS.get(arg.lower(), arg)
 
 
 def _found_config_text(path: Path) -> str:

@@ -255,7 +255,14 @@ class ClassificationDataModule(L.LightningDataModule):
             perm = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
             val_idx, train_idx = perm[:self.val_size].sort().values, perm[self.val_size:]
             if self.train_size is not None:
+                if self.train_size > len(train_idx):
+                    raise ConfigError(f"data.train_size ({self.train_size}) is larger than the {len(train_idx)} "
+                                      f"training images of {self.name} left after the validation split "
+                                      f"(data.val_size {self.val_size}); the largest allowed is {len(train_idx)}")
                 train_idx = train_idx[:self.train_size]
+            if self.batch_size > len(train_idx):
+                raise ConfigError(f"data.batch_size ({self.batch_size}) is larger than the {len(train_idx)} "
+                                  f"training images; the largest allowed is {len(train_idx)}")
             train_idx = train_idx.sort().values
             self.val_set = (images[val_idx], labels[val_idx])
             self.train_set = (images[train_idx], labels[train_idx])

@@ -134,6 +134,7 @@ def ensure_available(spec: DatasetSpec, root: Path, download: bool = True) -> No
         return
     missing = _missing_files(spec, root)
     if not missing:
+        check_idx_files(spec, root)
         return
     if not download:
         raise _not_found(spec, root, f"{len(missing)} file(s) missing and download is off")
@@ -149,6 +150,39 @@ def ensure_available(spec: DatasetSpec, root: Path, download: bool = True) -> No
     missing = _missing_files(spec, root)
     if missing:
         raise _not_found(spec, root, f"after downloading, still missing {missing[0]}")
+    check_idx_files(spec, root)
+
+
+def check_idx_files(spec: DatasetSpec, root: Path) -> None:
+    """MNIST-format files whose size does not match their header (a cut-off copy or download)
+    are refused here, before training, naming the file; torchvision would fail later with a
+    bare reshape error, or only at test time for the test files."""
+    import numpy as np
+
+    idx = [f for f in spec.expected_files if f.endswith("-ubyte")]
+    counts = {}
+    for rel in idx:
+        path = root / rel
+        with path.open("rb") as f:
+            header = np.frombuffer(f.read(16), dtype=">i4")
+        size = path.stat().st_size
+        magic = int(header[0]) if len(header) else None
+        if magic not in (2049, 2051) or len(header) < (2 if magic == 2049 else 4):
+            raise DataNotFoundError(f"{path} is not an MNIST-format (idx) file: its header is wrong. "
+                                    f"Delete it and run again to download it, or copy a good one there.")
+        dims = [int(d) for d in header[1:2 if magic == 2049 else 4]]
+        expected = 4 * (1 + len(dims)) + int(np.prod(dims))
+        if size != expected:
+            raise DataNotFoundError(f"{path} is {'truncated' if size < expected else 'longer than it should be'}: "
+                                    f"its header promises {dims[0]:,} {'labels' if magic == 2049 else 'images'} "
+                                    f"({expected:,} bytes), but the file has {size:,} bytes. Delete it and run "
+                                    f"again to download it, or copy a good one there.")
+        counts[rel.rsplit("/", 1)[-1].split("-")[0], magic] = dims[0]
+    for split in ("train", "t10k"):
+        n_img, n_lab = counts.get((split, 2051)), counts.get((split, 2049))
+        if n_img is not None and n_lab is not None and n_img != n_lab:
+            raise DataNotFoundError(f"the {spec.name} {split} files in {root} disagree: {n_img:,} images but "
+                                    f"{n_lab:,} labels. Delete them and run again to download them.")
 
 
 def load_split(spec: DatasetSpec, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -217,14 +251,20 @@ def image_folder_classes(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
+
+
 def _image_files(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
     files = []
     for label, name in enumerate(classes):
         folder = split_dir / name
         if not folder.is_dir():
             continue
-        files += [(p, label) for p in sorted(folder.iterdir()) if p.is_file()
-                  and p.suffix.lower() in (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")]
+        found = [(p, label) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+        if not found:  # a class with no picture: a net with an output nobody can train or test
+            raise ConfigError(f"the class folder {folder} holds no pictures ({', '.join(IMAGE_SUFFIXES)}); "
+                              f"add pictures to it or remove it")
+        files += found
     return files
 
 
@@ -257,17 +297,32 @@ def _decode_all(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tens
     import numpy as np
     from PIL import Image
 
-    with Image.open(files[0][0]) as first:
+    with _open_picture(files[0][0]) as first:
         mode = "L" if first.mode in ("1", "L", "I;16", "I") else "RGB"
         size = first.size
     channels = 1 if mode == "L" else 3
     images = torch.empty((len(files), channels, size[1], size[0]), dtype=torch.uint8)
     for i, (path, _) in enumerate(files):
-        with Image.open(path) as img:
+        with _open_picture(path) as img:
             if img.size != size:
                 raise ConfigError(f"{path} is {img.size[0]}x{img.size[1]} pixels but the first image is "
                                   f"{size[0]}x{size[1]}; every image in an image folder must be one size")
-            array = np.asarray(img.convert(mode))
+            try:
+                array = np.asarray(img.convert(mode))
+            except OSError as exc:  # damaged or cut-off picture data
+                raise ConfigError(f"{path} could not be decoded ({exc}); remove it from the image folder "
+                                  f"or replace it") from None
         images[i] = torch.from_numpy(array.reshape(size[1], size[0], channels)).permute(2, 0, 1)
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     return images, labels
+
+
+def _open_picture(path: Path):
+    """PIL's image, or ConfigError naming a file that is not a picture (or too large to decode)."""
+    from PIL import Image
+
+    try:
+        return Image.open(path)
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        raise ConfigError(f"{path} is not a picture PIL can read ({exc}); remove it from the image "
+                          f"folder or replace it") from None

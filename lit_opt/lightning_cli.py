@@ -183,9 +183,13 @@ class LitOptCLI(LightningCLI):
 
 
 def _read_checkpoint(path) -> dict:
-    from lit_opt.inference import read_checkpoint
+    """A lit_opt checkpoint, read without running code; CheckpointError (before any data loads)
+    for a foreign one (a plain dict, another program's Lightning checkpoint)."""
+    from lit_opt.inference import check_checkpoint, read_checkpoint
 
-    return read_checkpoint(path)
+    ckpt = read_checkpoint(path)
+    check_checkpoint(ckpt, path)
+    return ckpt
 
 
 def _is_latest(ckpt_path: Path, ckpt: Optional[dict], run_dir: Path) -> bool:

@@ -376,6 +376,10 @@ class ClassifierModule(L.LightningModule):
         checkpoint["lit_opt_rng"] = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             checkpoint["lit_opt_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+        # The epoch's training sums so far, so that a run resumed mid-epoch reports train/loss and
+        # train/acc over the whole epoch, not just the part after the resume. Under DDP they are
+        # summed over the processes here (every process saves) and restored on process 0 only.
+        checkpoint["lit_opt_train_sums"] = self._train_sums.state(self._trainer)
         if self.optimizer_info.full_batch:  # gd mid-epoch: the gradient summed so far is state too
             checkpoint["lit_opt_gd"] = {
                 "samples": self._gd_samples,
@@ -385,6 +389,9 @@ class ClassifierModule(L.LightningModule):
         rng = checkpoint.get("lit_opt_rng")
         if rng is None or self._trainer is None:  # restore RNG only when resuming a fit
             return
+        sums = checkpoint.get("lit_opt_train_sums")
+        if sums is not None:
+            self._train_sums.load(sums, first_process=self._trainer.global_rank == 0)
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
@@ -412,8 +419,28 @@ class _TrainSums:
         n = len(y)
         correct = (logits.detach().argmax(dim=1) == y).sum()
         step = torch.stack([loss.detach().float() * n, ce.detach().float() * n, correct.float()])
-        self._sums = step if self._sums is None else self._sums.add_(step)
+        if self._sums is None:
+            self._sums = step
+        else:
+            if self._sums.device != step.device:  # restored from a checkpoint, on the CPU
+                self._sums = self._sums.to(step.device)
+            self._sums.add_(step)
         self.count += n
+
+    def state(self, trainer) -> dict:
+        """The sums so far as plain CPU data, summed over DDP processes (a collective call)."""
+        sums = self._sums if self._sums is not None else torch.zeros(3)
+        both = torch.cat([sums.detach().float().cpu(), torch.tensor([float(self.count)])])
+        if trainer is not None and trainer.world_size > 1:
+            both = trainer.strategy.reduce(both.to(trainer.strategy.root_device), reduce_op="sum").cpu()
+        return {"sums": both[:3].clone(), "count": int(both[3])}
+
+    def load(self, state: dict, first_process: bool = True) -> None:
+        """Continue from `state()`; other DDP processes start from zero (process 0 holds the total)."""
+        if first_process and state["count"]:
+            self._sums, self.count = state["sums"].clone(), int(state["count"])
+        else:
+            self._sums, self.count = None, 0
 
     def take(self) -> dict:
         """The sums so far (as 0-d tensors) and the sample count; starts a new epoch."""

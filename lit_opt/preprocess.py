@@ -96,6 +96,9 @@ def open_image(path: Union[str, os.PathLike]) -> Image.Image:
             return ImageOps.exif_transpose(im)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image file PIL can read (PNG, JPEG, BMP, GIF, TIFF, WebP, ...)") from None
+    except Image.DecompressionBombError:  # PIL's guard against a small file that unpacks to gigabytes
+        raise ImageError(f"{path}: the picture is too large to decode safely (over "
+                         f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels); scale it down first") from None
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or damaged image data
         raise ImageError(f"{path}: the image could not be decoded ({exc})") from None
 

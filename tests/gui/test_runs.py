@@ -75,7 +75,7 @@ def test_a_one_epoch_run_shows_its_checkpoints_weights_confusion_and_every_step(
     assert "epoch" in window.status_line.text() or "Finished" in window.status_line.text()
 
 
-def test_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(real_data, tmp_path, make_window, qtbot):
+def test_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(real_data, tmp_path, make_window, qtbot, pace):
     from lit_opt.lightning_cli import prepare_fit
 
     # Dropout and L2 on: the resume must restore the random state and the penalty too.
@@ -85,7 +85,7 @@ def test_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(real_data, tmp_
     reference = torch.load(whole.run_dir / "last.ckpt", map_location="cpu", weights_only=True)
     assert reference["global_step"] == 60
 
-    window = make_window(tmp_path / "runs", small_config(real_data, tmp_path / "runs", pace=0.02, **common))
+    window = make_window(tmp_path / "runs", small_config(real_data, tmp_path / "runs", **common))
     window.start()
     qtbot.waitUntil(lambda: window.running is not None and len(window.running.step_x) >= 8, timeout=60_000)
     qtbot.mouseClick(window.stop_button, _left())
@@ -117,11 +117,10 @@ def test_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(real_data, tmp_
 
 
 def test_closing_the_window_mid_run_stops_it_and_keeps_a_resumable_checkpoint(real_data, tmp_path,
-                                                                               make_window, qtbot):
+                                                                               make_window, qtbot, pace):
     from lit_opt.lightning_cli import prepare_fit
 
-    window = make_window(tmp_path / "runs", small_config(real_data, tmp_path / "runs", pace=0.02,
-                                                         batch_size=50))
+    window = make_window(tmp_path / "runs", small_config(real_data, tmp_path / "runs", batch_size=50))
     window.start()
     qtbot.waitUntil(lambda: window.running is not None and len(window.running.step_x) >= 5, timeout=60_000)
     rec = window.running
