@@ -39,7 +39,7 @@ def config(root: str, epochs: int, train_size: int) -> dict:
 
 
 def headless(cfg: dict) -> list[float]:
-    from lit_opt.lightning_cli import prepare_fit
+    from lit_opt.jobs import prepare_fit
     from gui.worker import with_app_overrides
 
     job = prepare_fit(with_app_overrides(cfg))  # the same display settings as in the app

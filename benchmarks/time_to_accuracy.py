@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lit_opt.data import normalize  # noqa: E402
-from lit_opt.lightning_cli import prepare_fit  # noqa: E402
+from lit_opt.jobs import prepare_fit  # noqa: E402
 
 TARGETS = {"mnist_mlp": 0.98, "mnist_cnn": 0.99, "fashion_lenet": 0.90}
 GPU_TARGETS = {"cifar10_gpu": 0.94}  # run by default only where CUDA is available

@@ -108,7 +108,7 @@ class TrainWorker(QObject):
         from lit_opt.errors import LitOptError, RunStopped
 
         try:
-            from lit_opt.lightning_cli import prepare_fit
+            from lit_opt.jobs import prepare_fit
 
             job = prepare_fit(with_app_overrides(self.config), ckpt_path=self.ckpt_path)
             with self._lock:

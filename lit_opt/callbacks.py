@@ -253,10 +253,12 @@ class RunFiles(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         # The logs describe exactly the training the checkpoint holds: a resumed run drops rows
         # written after its checkpoint (an epoch whose save failed or was killed would
-        # otherwise be logged twice). metrics.csv's step is the number of steps done minus one.
+        # otherwise be logged twice). epochs.csv's step is the global step at the epoch's end;
+        # metrics.csv's is the logger's count of batches, less one.
         if trainer.is_global_zero and trainer.global_step > 0:
             keep_rows(self.run_dir / "epochs.csv", lambda row: int(row["step"]) <= trainer.global_step)
-            keep_rows(self.run_dir / "metrics.csv", lambda row: int(row["step"]) < trainer.global_step)
+            logged = logger_step(trainer)
+            keep_rows(self.run_dir / "metrics.csv", lambda row: int(row["step"]) < logged)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or not self.summary.rows:
@@ -305,6 +307,13 @@ class RunFiles(Callback):
                 {"epoch": trainer.current_epoch, "step": trainer.global_step, "message": str(exception)}) + "\n")
         if trainer.is_global_zero and pl_module.val_confusion_matrix is not None:
             self._write_pictures(pl_module, "val")
+
+
+def logger_step(trainer) -> int:
+    """The step Lightning hands its loggers next: the batches that stepped so far. Not
+    `global_step`, which counts optimizer steps (one per epoch for gd). No public API holds
+    it; written against lightning 2.6, and tests/test_catalogue.py fails loudly if it moves."""
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
 
 
 def keep_rows(path: Path, keep: Callable[[dict], bool]) -> None:

@@ -260,9 +260,6 @@ class ClassificationDataModule(L.LightningDataModule):
                                       f"training images of {self.name} left after the validation split "
                                       f"(data.val_size {self.val_size}); the largest allowed is {len(train_idx)}")
                 train_idx = train_idx[:self.train_size]
-            if self.batch_size > len(train_idx):
-                raise ConfigError(f"data.batch_size ({self.batch_size}) is larger than the {len(train_idx)} "
-                                  f"training images; the largest allowed is {len(train_idx)}")
             train_idx = train_idx.sort().values
             self.val_set = (images[val_idx], labels[val_idx])
             self.train_set = (images[train_idx], labels[train_idx])
@@ -298,6 +295,10 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> ShuffledBatches:
         assert self.train_set is not None, "call setup('fit') first"
+        n = len(self.train_set[1])
+        if self.batch_size > n:  # it would silently train on one smaller batch per epoch
+            raise ConfigError(f"data.batch_size ({self.batch_size}) is larger than the {n} training "
+                              f"images; the largest allowed is {n}")
         self.train_set = self._placed(self.train_set)
         # Every rank must draw the same permutation: the seed comes from the config, not the rank.
         seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed() % 2**31

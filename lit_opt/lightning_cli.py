@@ -1,9 +1,5 @@
-"""LitOptCLI: LightningCLI for fit/validate/test/predict, with lit_opt's run folders;
-and FitJob, the same fit prepared from a config dict for programs (the desktop app).
-
-    job = prepare_fit({"model": {"optimizer": "adam"}, "data": {"name": "mnist"}})
-    job.listen(epoch=print)           # plain dicts, one per epoch
-    summary = job.run()               # fit, then test best.ckpt; job.request_stop() from any thread
+"""LitOptCLI: LightningCLI for fit/validate/test/predict, with lit_opt's run folders.
+Programs (the desktop app, studies) build the same fit through lit_opt/jobs.py.
 
 - The data module's shape, class names and statistics are linked into the model
   (`model.data_info`), so they are never typed twice and land in every checkpoint.
@@ -32,7 +28,6 @@ from lit_opt.runs import (
     default_run_name,
     lock_run_dir,
     new_run_dir,
-    release_run_locks,
     run_callbacks,
     run_dir_of_checkpoint,
     run_logger,
@@ -277,77 +272,6 @@ def finish_fit(trainer, model, datamodule, run_dir: Path, test: bool = True) -> 
     if trainer.is_global_zero:
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-class FitJob:
-    """A fit run built from a config, ready to start: the desktop app's way to train."""
-
-    def __init__(self, cli: LitOptCLI, ckpt_path: Optional[str]):
-        self.cli, self.ckpt_path = cli, ckpt_path
-        self.trainer, self.model, self.datamodule = cli.trainer, cli.model, cli.datamodule
-        self.run_dir: Path = cli.run_dir
-        self.config: dict = _plain(cli)  # the resolved config, as config.yaml will hold it
-
-    def listen(self, epoch=None, step=None) -> None:
-        """Call `epoch(row)` after every epoch and `step(row)` after every training batch."""
-        from lit_opt.callbacks import EpochSummary
-
-        for cb in self.trainer.callbacks:
-            if isinstance(cb, EpochSummary):
-                cb.listener, cb.step_listener = epoch, step
-
-    def request_stop(self) -> None:
-        """Thread-safe: the run ends after the current batch, keeping a resumable last.ckpt."""
-        from lit_opt.runs import stop_callback
-
-        stop_callback(self.trainer).request_stop()
-
-    def run(self) -> dict:
-        try:
-            self.trainer.fit(self.model, datamodule=self.datamodule, ckpt_path=self.ckpt_path,
-                             weights_only=True)
-            return finish_fit(self.trainer, self.model, self.datamodule, self.run_dir,
-                              bool(self.cli.config.run.test))
-        finally:
-            self.release()
-
-    def release(self) -> None:
-        """Let other processes train in this run's folder (a job that will not run must call it)."""
-        release_run_locks(self.run_dir)
-
-
-def prepare_fit(config, ckpt_path: Optional[str] = None) -> FitJob:
-    """Build a fit run from a config dict or YAML file (the CLI's format); nothing runs yet.
-
-    With `ckpt_path` inside a run folder, the run resumes there. Keys the run cannot take
-    (the CLI's own `ckpt_path` and `weights_only`) are dropped; unknown keys are an error, as
-    on the CLI. A config read from a run folder must be checked first (lit_opt/found_config.py).
-    """
-    import yaml
-
-    if not isinstance(config, dict):
-        config = yaml.safe_load(Path(config).read_text()) or {}
-    # Keys of a `fit` config.yaml that belong to the command, not the run: FitJob.run always
-    # loads with weights_only=True and takes ckpt_path as its own argument.
-    config = {k: v for k, v in config.items() if k not in ("ckpt_path", "subcommand", "weights_only")}
-    from jsonargparse import ArgumentError
-
-    from lit_opt.errors import ConfigError
-
-    try:
-        cli = LitOptCLI(args=config, run=False, prepare_fit=True, fit_ckpt_path=ckpt_path)
-    except ArgumentError as exc:
-        raise ConfigError(str(exc)) from None
-    except BaseException:
-        release_run_locks()  # the run folder may have been locked before the failure
-        raise
-    return FitJob(cli, ckpt_path)
-
-
-def _plain(cli: LitOptCLI) -> dict:
-    import yaml
-
-    return yaml.safe_load(cli.parser.dump(cli.config, format="yaml"))
 
 
 def _num(value) -> Optional[float]:

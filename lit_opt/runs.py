@@ -172,12 +172,19 @@ def lock_run_dir(run_dir: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+# What a fresh run folder holds before its first training step: nothing a person made.
+_BEFORE_TRAINING = {LOCK_FILE, "config.yaml", "hparams.yaml"}
+
+
 def remove_if_unused(run_dir: Path) -> None:
-    """Remove a run folder that holds nothing but its lock file (a run refused before it wrote)."""
+    """Remove a fresh run folder that a run refused before training left behind: only its lock
+    file and the config files written at setup, never a checkpoint or a log. Callers pass only
+    folders this process created for this run (never a resumed one)."""
     run_dir = Path(run_dir)
-    if run_dir.is_dir() and all(p.name == LOCK_FILE for p in run_dir.iterdir()):
+    if run_dir.is_dir() and all(p.name in _BEFORE_TRAINING and p.is_file() for p in run_dir.iterdir()):
         release_run_locks(run_dir)
-        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+        for name in _BEFORE_TRAINING:
+            (run_dir / name).unlink(missing_ok=True)
         run_dir.rmdir()
 
 

@@ -102,8 +102,10 @@ def test_validation_on_two_processes_equals_one_process(data, ddp_run):
     results = []
     for devices in (1, 2):
         out = tmp / f"val{devices}.json"
-        lit_opt("validate", *common(data, runs, devices), "--ckpt_path", str(ckpt),
-                *callbacks(("DumpMetrics", {"path": str(out)})), cwd=tmp, devices=devices)
+        # The run's config.yaml names the test's callbacks, so it is used only when named.
+        lit_opt("validate", "--config", str(ckpt.parent / "config.yaml"), *common(data, runs, devices),
+                "--ckpt_path", str(ckpt), *callbacks(("DumpMetrics", {"path": str(out)})), cwd=tmp,
+                devices=devices)
         results.append(json.loads(out.read_text()))
     one, two = results
     assert two["val/acc"] == one["val/acc"]
@@ -156,6 +158,7 @@ def test_stop_on_two_processes_ends_cleanly_with_a_resumable_checkpoint(data, tm
     assert "Stopped at epoch 0, step 5" in out.stderr and "Traceback" not in out.stderr
     run = next(runs.iterdir())
     assert torch.load(run / "last.ckpt", weights_only=True)["global_step"] == 5
-    lit_opt("fit", *common(data, runs, 2), "--ckpt_path", str(run / "last.ckpt"), cwd=tmp_path)
+    lit_opt("fit", "--config", str(run / "config.yaml"), *common(data, runs, 2), "--ckpt_path",
+            str(run / "last.ckpt"), cwd=tmp_path)
     assert torch.load(run / "last.ckpt", weights_only=True)["global_step"] == 2 * 5  # 2 epochs of 5 steps
     assert len(list(runs.iterdir())) == 1

@@ -148,7 +148,7 @@ def test_sam_refuses_fp16_but_allows_bf16():
 @pytest.mark.parametrize("kwargs, field", [
     ({"lr": -1.0}, "lr"), ({"dropout": 1.0}, "dropout"), ({"l2": -1.0}, "l2"),
     ({"label_smoothing": 1.0}, "label_smoothing"), ({"early_stopping": 0}, "early_stopping"),
-    ({"net": "vgg"}, "lenet5"), ({"optimizer": "adamax"}, "expectigrad"),
+    ({"net": "vgg"}, "lenet5"), ({"optimizer": "adamz"}, "expectigrad"),
     ({"scheduler": "cyclic"}, "onecycle"), ({"scheduler": "step", "scheduler_args": {"gamma": 2}}, "gamma"),
     ({"optimizer_args": {"lr": 0.1}}, "model.lr"),
 ])

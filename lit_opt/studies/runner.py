@@ -8,12 +8,13 @@ r"""`python -m lit_opt sweep` and `python -m lit_opt compare`: run a study's tri
     python -m lit_opt sweep --study configs/studies/seed003_l2.yaml [--print-commands]
 
 Options the study does not know are `fit` options, given to every trial. Each trial runs
-in this process as `python -m lit_opt fit ... --run.root STUDY --run.name TRIAL`. Its
+in this process through the job API (lit_opt/jobs.py), the same run as `python -m lit_opt
+fit ... --run.root STUDY --run.name TRIAL`; its failures arrive as typed exceptions. Its
 folder says how far it got:
 
 - summary.json: finished, skipped when the study runs again (its files are not touched);
-- diverged.json (written here, beside the run's files): the loss became NaN/inf at the
-  step it names; reported as diverged, and the study goes on;
+- diverged.json (written by the run): the loss became NaN/inf at the step it names;
+  reported as diverged, and the study goes on;
 - neither: interrupted. With a last.ckpt it resumes from there (`fit --ckpt_path`); without
   one it is moved aside to STUDY/interrupted/ and started again. Nothing is deleted.
 
@@ -27,12 +28,10 @@ STUDY` then reports whatever has finished. Exit codes: 0 every trial finished or
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import io
 import json
-import re
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -45,14 +44,15 @@ from lit_opt.errors import (
     EXIT_IO_ERROR,
     EXIT_TERMINATED,
     ConfigError,
+    DivergenceError,
     LitOptError,
+    RunStopped,
     StorageError,
 )
 from lit_opt.studies import spec as specs
 from lit_opt.studies.results import DIVERGED_FILE, trial_state
 
 STUDY_FILE = "study.json"
-_DIVERGED = re.compile(r"diverged at epoch (\d+), step (\d+)")
 
 
 # --- command lines -----------------------------------------------------------------------
@@ -178,52 +178,6 @@ def save_study(study: specs.Study) -> Path:
     return path
 
 
-class _Tee(io.TextIOBase):
-    """Pass text through to a stream and keep a copy (the fit's error message)."""
-
-    def __init__(self, stream):
-        self.stream, self.copy = stream, io.StringIO()
-
-    def write(self, text: str) -> int:
-        self.copy.write(text)
-        return self.stream.write(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def _fit(args: list[str]) -> tuple[int, str]:
-    """`python -m lit_opt fit ARGS` in this process: exit code and what it wrote to stderr."""
-    from lit_opt.cli import main
-
-    tee = _Tee(sys.stderr)
-    argv = sys.argv
-    sys.argv = argv[:1]  # LightningCLI warns when both args and sys.argv are given
-    try:
-        with contextlib.redirect_stderr(tee):
-            code = main(["fit", *args])
-    finally:
-        sys.argv = argv
-    return code, tee.copy.getvalue()
-
-
-def _divergence(run_dir: Path, message: str) -> dict:
-    """Epoch and step of a divergence: from the fit's message, else from last.ckpt."""
-    info = {"epoch": None, "step": None, "message": None}
-    found = _DIVERGED.findall(message)
-    lines = [line for line in message.splitlines() if "diverged" in line]
-    if lines:
-        info["message"] = lines[-1].removeprefix("error: ").strip()
-    if found:
-        info["epoch"], info["step"] = int(found[-1][0]), int(found[-1][1])
-    elif (run_dir / "last.ckpt").exists():
-        import torch
-
-        ckpt = torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=True)
-        info["epoch"], info["step"] = ckpt.get("epoch"), ckpt.get("global_step")
-    return info
-
-
 def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
     """Run (or resume, or skip) one trial; returns its state afterwards (results.trial_state)."""
     run_dir = study.out / trial.name
@@ -231,39 +185,43 @@ def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
     if state in ("finished", "diverged"):
         log(f"{trial.name}: {state} before, skipped")
         return state
-    args = trial.args
+    args, ckpt = trial.args, None
     if state == "interrupted":
         last = run_dir / "last.ckpt"
         if last.is_file() and (run_dir / "config.yaml").is_file():
             log(f"{trial.name}: interrupted before; resuming from {last}")
-            args = ["--ckpt_path", str(last)]
+            ckpt = str(last)  # with the trial's own settings, which the study holds
         else:
             aside = study.out / "interrupted" / f"{trial.name}-{dt.datetime.now():%Y%m%d-%H%M%S}"
             aside.parent.mkdir(exist_ok=True)
             run_dir.rename(aside)
             log(f"{trial.name}: interrupted before any checkpoint; its folder is moved to {aside}, starting again")
     t0 = time.perf_counter()
-    code, err = _fit(args)
-    seconds = time.perf_counter() - t0
-    if code == 0:
-        summary = json.loads((run_dir / "summary.json").read_text())
-        log(f"{trial.name}: finished in {seconds:.0f} s, test/acc {summary.get('test/acc')}")
-        return "finished"
-    if code == 1:
-        info = _divergence(run_dir, err)
-        (run_dir / DIVERGED_FILE).write_text(json.dumps(info, indent=1) + "\n")
-        log(f"{trial.name}: diverged at epoch {info['epoch']}, step {info['step']}; going on")
+    try:
+        summary = _fit(args, ckpt)
+    except DivergenceError as exc:  # the run's own callback wrote diverged.json beside its files
+        info = json.loads((run_dir / DIVERGED_FILE).read_text()) if (run_dir / DIVERGED_FILE).exists() else {}
+        print(f"error: {exc}", file=sys.stderr)
+        log(f"{trial.name}: diverged at epoch {info.get('epoch')}, step {info.get('step')}; going on")
         return "diverged"
-    if code == EXIT_INTERRUPTED:
-        raise KeyboardInterrupt
-    if code == EXIT_TERMINATED:
-        raise Terminated
-    if code == EXIT_IO_ERROR:
-        raise StorageError(f"trial {trial.name} could not write its files (see the message above)")
-    if code == 2:
-        raise ConfigError(f"trial {trial.name} was refused (see the message above); its command:\n  "
-                          f"{trial.command()}")
-    raise RuntimeError(f"fit exited with code {code}")
+    except RunStopped as exc:
+        print(f"\n{exc}", file=sys.stderr)
+        if exc.signum == signal.SIGTERM:
+            raise Terminated from None
+        raise KeyboardInterrupt from None
+    except StorageError:
+        raise
+    except LitOptError as exc:
+        raise ConfigError(f"trial {trial.name} was refused: {exc}\nIts command:\n  {trial.command()}") from None
+    log(f"{trial.name}: finished in {time.perf_counter() - t0:.0f} s, test/acc {summary.get('test/acc')}")
+    return "finished"
+
+
+def _fit(args: list[str], ckpt_path: Optional[str]) -> dict:
+    """One trial through the job API (lit_opt/jobs.py): the same run as `fit ARGS`."""
+    from lit_opt.jobs import prepare_fit
+
+    return prepare_fit(args, ckpt_path=ckpt_path).run()
 
 
 class Terminated(Exception):
@@ -276,7 +234,6 @@ def _raise_terminated(signum, frame) -> None:
 
 def run_study(study: specs.Study, log=print) -> int:
     """Run every trial not finished yet, then write STUDY/report/. Returns an exit code."""
-    import signal
     import threading
 
     on_main = threading.current_thread() is threading.main_thread()

@@ -76,7 +76,7 @@ def test_a_one_epoch_run_shows_its_checkpoints_weights_confusion_and_every_step(
 
 
 def test_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(real_data, tmp_path, make_window, qtbot, pace):
-    from lit_opt.lightning_cli import prepare_fit
+    from lit_opt.jobs import prepare_fit
 
     # Dropout and L2 on: the resume must restore the random state and the penalty too.
     common = dict(epochs=2, train_size=1500, batch_size=50, dropout=0.25, l2=1e-4, optimizer="momentum")
@@ -118,7 +118,7 @@ def test_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(real_data, tmp_
 
 def test_closing_the_window_mid_run_stops_it_and_keeps_a_resumable_checkpoint(real_data, tmp_path,
                                                                                make_window, qtbot, pace):
-    from lit_opt.lightning_cli import prepare_fit
+    from lit_opt.jobs import prepare_fit
 
     window = make_window(tmp_path / "runs", small_config(real_data, tmp_path / "runs", batch_size=50))
     window.start()
