@@ -22,9 +22,12 @@ from lit_opt.optim import build, decay_parameters, info, names, schema, split_de
 
 EXPECTED_NAMES = ["gd", "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam",
                   "adamw", "lamb", "sam", "adamp", "expectigrad", "nadam", "radam", "adamax",
-                  "adafactor", "lion", "muon", "ademamix"]
+                  "adafactor", "lion", "muon", "ademamix", "soap"]
 # Settings that turn momentum on where an optimizer has it, so state round-trips carry a buffer.
 WITH_MOMENTUM = {"gd": dict(momentum=0.9), "rmsprop": dict(momentum=0.9)}
+# SOAP's first step only builds its preconditioner (the authors' code never projects a
+# gradient onto a basis made from it).
+FIRST_STEP_SETS_UP = {"soap"}
 
 
 def test_names_in_order():
@@ -192,6 +195,9 @@ def test_defaults_build_and_descend(name):
             assert group[key] == value, f"param_groups[0][{key!r}]"
     before = _quadratic(params).item()
     _step(opt, params, _quadratic)
+    if name in FIRST_STEP_SETS_UP:
+        assert _quadratic(params).item() == before
+        _step(opt, params, _quadratic)
     assert _quadratic(params).item() < before
 
 

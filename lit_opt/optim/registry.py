@@ -139,6 +139,12 @@ def _ademamix(params, **kwargs):
     return AdEMAMix(params, **kwargs)
 
 
+def _soap(params, **kwargs):
+    from lit_opt.optim.soap import SOAP
+
+    return SOAP(params, **kwargs)
+
+
 def _sam(params, base, rho, adaptive, **base_kwargs):
     from pytorch_optimizer import SAM
 
@@ -155,7 +161,7 @@ _SAM_OWN = (
     Hyperparameter("base", str, "sgd", choices=(
         "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "lamb",
         "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor", "lion", "muon",
-        "ademamix"),
+        "ademamix", "soap"),
         help="base optimizer that takes the step with the perturbed-point gradient"),
     Hyperparameter("rho", float, 0.05, low=0.0,
                    help="radius of the ascent step (ASAM: about 2.0)"),
@@ -382,6 +388,37 @@ _ENTRIES = (
          _wd(0.0, "decoupled decay w <- w - lr*weight_decay*w")),
         source="lit_opt.optim.ademamix.AdEMAMix (apple/ml-ademamix pytorch/ademamix.py; "
                "pytorch_optimizer's has one shared warm-up)"),
+    # Our own from nikhilvyas/SOAP soap.py: pytorch_optimizer's SOAP merges dimensions
+    # differently (merge_dims fails on small weights), normalizes with another eps and counts
+    # steps per group (lit_opt/optim/soap.py says more). On a vector (a bias, or a toy
+    # function's point) without precondition_1d it is Adam with its first step skipped, so
+    # the playground leaves it out with muon (needs_matrices).
+    OptimizerInfo(
+        "soap", "Adam run in the eigenbasis of Shampoo's preconditioner, the basis refreshed "
+                "every few steps (Vyas et al. 2024)",
+        _soap,
+        (_lr(3e-3),
+         Hyperparameter("betas", tuple, (0.95, 0.95), low=0.0, high=1.0,
+                        help="decay rates of Adam's first and second moment (in the eigenbasis)"),
+         Hyperparameter("shampoo_beta", float, -1.0, low=-1.0, high=1.0,
+                        help="decay rate of Shampoo's statistics L = EMA(G G^T), R = EMA(G^T G); "
+                             "negative: betas[1] (the authors' -1)"),
+         _eps(1e-8),
+         _wd(0.01, "decoupled decay w <- w - lr*weight_decay*w, after the step"),
+         Hyperparameter("precondition_frequency", int, 10, low=1,
+                        help="steps between eigenbasis refreshes (one power iteration and QR)"),
+         Hyperparameter("max_precond_dim", int, 10000, low=1,
+                        help="dimensions larger than this are not rotated (identity basis)"),
+         _flag("merge_dims", False, "merge neighbouring dimensions of a tensor (conv kernels) "
+                                    "while their product is at most max_precond_dim"),
+         _flag("precondition_1d", False, "rotate vectors (biases) too, with a full matrix "
+                                         "g g^T (off: Adam for them)"),
+         _flag("normalize_grads", False, "divide each tensor's update by its RMS (the authors: "
+                                         "helps at precondition_frequency ~100)"),
+         _flag("correct_bias", True, "Adam's bias correction of both moments")),
+        source="lit_opt.optim.soap.SOAP (nikhilvyas/SOAP soap.py; pytorch_optimizer's "
+               "merges dimensions differently)",
+        needs_matrices=True),
 )
 _BY_NAME = {entry.name: entry for entry in _ENTRIES}
 
