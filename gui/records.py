@@ -103,7 +103,12 @@ class RunRecord:
     def input_shape(self) -> Optional[tuple[int, ...]]:
         info = self._model().get("data_info") or {}
         shape = info.get("input_shape")
-        return tuple(int(s) for s in shape) if shape else _DATASET_SHAPES.get(self.dataset)
+        if shape:
+            return tuple(int(s) for s in shape)
+        from lit_opt.declarations import DATASETS
+
+        spec = DATASETS.get(self.dataset)
+        return spec.input_shape if spec is not None else None
 
     @property
     def best_val_acc(self) -> Optional[float]:
@@ -277,7 +282,3 @@ def _float(text) -> Optional[float]:
         return float(text)
     except ValueError:
         return None
-
-
-_DATASET_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32),
-                   "cifar100": (3, 32, 32)}

@@ -1,7 +1,7 @@
-"""Dataset specs and loading whole splits from disk into uint8 tensors.
+"""Loading whole dataset splits from disk into uint8 tensors.
 
-Every dataset lit_opt knows is a `DatasetSpec`: its name, image shape, class names,
-normalization statistics and how to read it. `load_split(spec, root, train)` returns
+Every dataset lit_opt knows is a `DatasetSpec` (lit_opt/declarations/datasets.py): its
+name, image shape, class names, normalization statistics and where it comes from. `load_split(spec, root, train)` returns
 `(images, labels)`: images uint8 (N, C, H, W), labels int64 (N,). The files are read
 with torchvision's own dataset classes (`image_folder` pictures are decoded once with
 PIL and cached), downloaded through torchvision when missing, and when that fails
@@ -17,80 +17,20 @@ import hashlib
 import os
 import tarfile
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from lit_opt.declarations.datasets import (  # noqa: F401  (the spec table, re-exported)
+    CIFAR10_CLASSES,
+    CIFAR100_CLASSES,
+    DATASETS,
+    FASHION_CLASSES,
+    MNIST_DIGITS,
+    DatasetSpec,
+    get_spec,
+)
 from lit_opt.errors import ConfigError, DataNotFoundError
-
-MNIST_DIGITS = [str(i) for i in range(10)]
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck"]
-# The fine label names, in label order, as in the dataset's `meta` file. Written out here
-# so that a model can be configured (and its checkpoint described) before any file loads.
-CIFAR100_CLASSES = (
-    "apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy bridge bus "
-    "butterfly camel can castle caterpillar cattle chair chimpanzee clock cloud cockroach couch "
-    "crab crocodile cup dinosaur dolphin elephant flatfish forest fox girl hamster house kangaroo "
-    "keyboard lamp lawn_mower leopard lion lizard lobster man maple_tree motorcycle mountain mouse "
-    "mushroom oak_tree orange orchid otter palm_tree pear pickup_truck pine_tree plain plate poppy "
-    "porcupine possum rabbit raccoon ray road rocket rose sea seal shark shrew skunk skyscraper "
-    "snail snake spider squirrel streetcar sunflower sweet_pepper table tank telephone television "
-    "tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm"
-).split()
-
-_MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    input_shape: tuple[int, int, int] | None  # (C, H, W); None: read from the files
-    class_names: tuple[str, ...] | None  # None: read from the files
-    mean: tuple[float, ...] | None  # per channel, of pixel/255 over the training set
-    std: tuple[float, ...] | None
-    augment: bool  # random crop (pad 4) + horizontal flip by default
-    torchvision_class: str | None  # name in torchvision.datasets; None for image_folder
-    expected_files: tuple[str, ...]  # relative to the data folder
-    description: str
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
-        "mnist", (1, 28, 28), tuple(MNIST_DIGITS), (0.1307,), (0.3081,), False, "MNIST",
-        tuple(f"MNIST/raw/{f}" for f in _MNIST_FILES), "handwritten digits, 60k train / 10k test"),
-    "fashion_mnist": DatasetSpec(
-        "fashion_mnist", (1, 28, 28), tuple(FASHION_CLASSES), (0.2860,), (0.3530,), False,
-        "FashionMNIST", tuple(f"FashionMNIST/raw/{f}" for f in _MNIST_FILES),
-        "Zalando clothing pictures, 60k train / 10k test"),
-    "cifar10": DatasetSpec(
-        "cifar10", (3, 32, 32), tuple(CIFAR10_CLASSES), (0.4914, 0.4822, 0.4465),
-        (0.2470, 0.2435, 0.2616), True, "CIFAR10",
-        tuple(f"cifar-10-batches-py/{f}" for f in
-              [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]),
-        "32x32 colour photos in 10 classes, 50k train / 10k test"),
-    "cifar100": DatasetSpec(
-        "cifar100", (3, 32, 32), tuple(CIFAR100_CLASSES), (0.5071, 0.4865, 0.4409),
-        (0.2673, 0.2564, 0.2762), True, "CIFAR100",
-        ("cifar-100-python/train", "cifar-100-python/test", "cifar-100-python/meta"),
-        "32x32 colour photos in 100 classes (fine labels), 50k train / 10k test"),
-    "image_folder": DatasetSpec(
-        "image_folder", None, None, None, None, False, None,
-        ("train/<class name>/<image>", "test/<class name>/<image>"),
-        "your own pictures: a folder (or .tar.gz/.zip) holding train/ and test/ class folders"),
-}
-
-
-def get_spec(name: str) -> DatasetSpec:
-    key = name.lower().replace("-", "_")
-    if key not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
-    return DATASETS[key]
-
 
 def cache_dir() -> Path:
     """Per-user folder for downloads and derived files: $LIT_OPT_CACHE, else XDG's cache."""
@@ -138,13 +78,11 @@ def ensure_available(spec: DatasetSpec, root: Path, download: bool = True) -> No
         return
     if not download:
         raise _not_found(spec, root, f"{len(missing)} file(s) missing and download is off")
-    import torchvision.datasets as tvd
-
-    cls = getattr(tvd, spec.torchvision_class)
+    cls = _dataset_class(spec)
     try:
         root.mkdir(parents=True, exist_ok=True)
         for train in (True, False):
-            cls(str(root), train=train, download=True)
+            cls(str(root), **_split(spec, train), download=True)
     except Exception as exc:  # torchvision raises URLError, RuntimeError, OSError, ... offline
         raise _not_found(spec, root, f"download failed: {exc}") from None
     missing = _missing_files(spec, root)
@@ -192,16 +130,33 @@ def load_split(spec: DatasetSpec, root: Path, train: bool) -> tuple[torch.Tensor
     missing = _missing_files(spec, root)
     if missing:
         raise _not_found(spec, root, f"{len(missing)} file(s) missing")
-    import torchvision.datasets as tvd
-
-    ds = getattr(tvd, spec.torchvision_class)(str(root), train=train, download=False)
+    ds = _dataset_class(spec)(str(root), **_split(spec, train), download=False)
     images = torch.as_tensor(ds.data)
     if images.ndim == 3:  # MNIST-like: (N, H, W)
         images = images.unsqueeze(1)
-    else:  # CIFAR: (N, H, W, C) numpy
+    elif images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):  # CIFAR: (N, H, W, C) numpy
         images = images.permute(0, 3, 1, 2)
-    labels = torch.as_tensor(ds.targets, dtype=torch.int64)
-    return images.contiguous(), labels, list(ds.classes)
+    # else (N, C, H, W) already, as SVHN stores it
+    targets = ds.targets if hasattr(ds, "targets") else ds.labels
+    labels = torch.as_tensor(targets, dtype=torch.int64)
+    classes = list(getattr(ds, "classes", None) or spec.class_names or [])
+    return images.contiguous(), labels, classes
+
+
+def _dataset_class(spec: DatasetSpec):
+    """The spec's class: a name in torchvision.datasets, or the class itself."""
+    if not isinstance(spec.torchvision_class, str):
+        return spec.torchvision_class
+    import torchvision.datasets as tvd
+
+    return getattr(tvd, spec.torchvision_class)
+
+
+def _split(spec: DatasetSpec, train: bool) -> dict:
+    """torchvision's two ways to choose a split: train=True/False (MNIST, CIFAR), split= (SVHN)."""
+    if spec.split_arg == "split":
+        return {"split": "train" if train else "test"}
+    return {"train": train}
 
 
 # --- image folders -------------------------------------------------------------------------

@@ -2,25 +2,19 @@
 
     net = build("mlp", (1, 28, 28), 10, hidden="deep", dropout=0.25)
 
-| name         | what                                                       | options              |
-| linear       | logistic regression: one dense layer                       | dropout              |
-| mlp          | dense layers with ReLU; hidden sizes or a preset           | hidden, dropout      |
-| dense784     | 784-784-10 with ReLU (seed 002)                            | dropout              |
-| lenet5       | conv 6@5x5, pool, conv 16@5x5, pool, fc 120-84 (seed 004)   | pool, activation, dropout |
-| cifar_resnet | a small residual CNN for 32x32 colour images               | width, dropout       |
-
-Every net takes any (C, H, W) input and class count. Dropout with probability p sits
+The nets and their options are declared in lit_opt/declarations/nets.py. Every net takes any (C, H, W) input and class count. Dropout with probability p sits
 before each dense layer. They know nothing of Lightning: the LightningModule wraps them.
 """
 
 from __future__ import annotations
 
-import inspect
 from typing import Sequence, Union
 
 import torch
 from torch import nn
 
+from lit_opt.declarations.nets import NET_OPTIONS
+from lit_opt.declarations.nets import NETS as DECLARED
 from lit_opt.errors import ConfigError
 
 MLP_PRESETS = {"shallow": [100], "deep": [100, 100, 100]}  # seed 003's nets
@@ -129,20 +123,19 @@ class CifarResNet(nn.Module):
         return self.classifier(self.features(x))
 
 
+# The builders, one per net declared in lit_opt/declarations/nets.py (a test keeps them in step).
 NETS = {"linear": linear, "mlp": mlp, "dense784": dense784, "lenet5": LeNet5, "cifar_resnet": CifarResNet}
 
 
 def options(name: str) -> dict[str, object]:
-    """The options a net accepts, with their defaults."""
-    fn = NETS[_key(name)]
-    sig = inspect.signature(fn)
-    return {p: v.default for p, v in sig.parameters.items() if p not in ("self", "input_shape", "num_classes")}
+    """The options a net accepts, with their defaults (lit_opt/declarations/nets.py, and dropout)."""
+    return {**{h.name: h.default for h in NET_OPTIONS[_key(name)]}, "dropout": 0.0}
 
 
 def _key(name: str) -> str:
     key = name.lower()
-    if key not in NETS:
-        raise ConfigError(f"unknown net {name!r}; choose one of: {', '.join(NETS)}")
+    if key not in DECLARED:
+        raise ConfigError(f"unknown net {name!r}; choose one of: {', '.join(DECLARED)}")
     return key
 
 

@@ -11,33 +11,25 @@ from typing import Any, Optional
 
 import torch
 
+from lit_opt.declarations.schedulers import SCHEDULER_OPTIONS
 from lit_opt.errors import ConfigError
 
-# name -> {option: (default, check, meaning of a valid value)}
-SCHEDULERS: dict[str, dict[str, tuple[Any, Any, str]]] = {
-    "constant": {},
-    "step": {"step_size": (10, lambda v: int(v) == v and v >= 1, "an integer >= 1 (epochs)"),
-             "gamma": (0.1, lambda v: 0 < v <= 1, "in (0, 1]")},
-    "cosine": {"eta_min": (0.0, lambda v: v >= 0, ">= 0")},
-    "onecycle": {"pct_start": (0.3, lambda v: 0 < v < 1, "in (0, 1)")},
-}
-
-
 def validate_scheduler(name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Fill defaults and check values; returns the complete options."""
-    if name not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
-    options = SCHEDULERS[name]
+    """Fill defaults and check values against lit_opt/declarations/schedulers.py; returns the
+    complete options."""
+    if name not in SCHEDULER_OPTIONS:
+        raise ConfigError(f"unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULER_OPTIONS)}")
+    options = {h.name: h for h in SCHEDULER_OPTIONS[name]}
     unknown = sorted(set(args) - set(options))
     if unknown:
         raise ConfigError(f"scheduler {name!r} has no option {', '.join(map(repr, unknown))}; "
                           f"its options are: {', '.join(options) or 'none'}")
     out = {}
-    for key, (default, check, meaning) in options.items():
-        value = args.get(key, default)
-        if not isinstance(value, (int, float)) or not check(value):
-            raise ConfigError(f"model.scheduler_args.{key} must be {meaning}, got {value!r}")
-        out[key] = value
+    for key, field in options.items():
+        try:
+            out[key] = field.check(args.get(key, field.default))
+        except ValueError as exc:
+            raise ConfigError(f"model.scheduler_args.{exc}") from None
     return out
 
 

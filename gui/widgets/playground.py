@@ -21,9 +21,10 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPus
                                QTableWidget, QVBoxLayout, QWidget, QHeaderView, QLineEdit)
 
 from lit_opt import optim
+from lit_opt.declarations.toys import TOY_FUNCTIONS
 from gui.widgets.curves import PALETTE
 
-FUNCTION_NAMES = ["bowl", "ill_bowl", "rosenbrock", "rastrigin", "beale", "x2"]  # lit_opt.toy.FUNCTIONS
+FUNCTION_NAMES = list(TOY_FUNCTIONS)
 # Starting rows per function: learning rates that show each optimizer's character there.
 PRESETS: dict[str, list[tuple[str, float]]] = {
     "bowl": [("sgd", 0.1), ("momentum", 0.05), ("adam", 0.3), ("rmsprop", 0.1)],

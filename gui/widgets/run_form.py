@@ -24,31 +24,19 @@ from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
                                QPushButton, QVBoxLayout, QWidget)
 
-from lit_opt import optim
+from lit_opt import declarations, optim
 from lit_opt.optim.hyperparameter import Hyperparameter as H
 from gui.widgets.fields import ParamField
 
-# Names the spine accepts (docs/reference.md); kept here so the form opens without torch.
-# tests/gui/test_form.py checks them against lit_opt's own tables.
-DATASETS = ["mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder"]
-NET_OPTIONS: dict[str, tuple[H, ...]] = {
-    "linear": (),
-    "mlp": (H("hidden", str, "deep", help="hidden layer widths: 'shallow' = [100], 'deep' = "
-              "[100, 100, 100], or a list such as 256, 128"),),
-    "dense784": (),
-    "lenet5": (H("pool", str, "max", choices=("max", "avg"), help="pooling after each conv layer"),
-               H("activation", str, "relu", choices=("relu", "tanh"), help="activation function")),
-    "cifar_resnet": (H("width", int, 32, low=1, help="channels of the first stage (doubling per stage)"),),
-}
-SCHEDULER_OPTIONS: dict[str, tuple[H, ...]] = {
-    "constant": (),
-    "step": (H("step_size", int, 10, low=1, help="epochs between learning-rate drops"),
-             H("gamma", float, 0.1, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True,
-               help="factor applied to the learning rate at each drop")),
-    "cosine": (H("eta_min", float, 0.0, low=0.0, help="learning rate at the end of the cosine"),),
-    "onecycle": (H("pct_start", float, 0.3, low=0.0, high=1.0, low_inclusive=False,
-                   help="share of the steps spent warming up"),),
-}
+# lit_opt's own tables of choices: importable without torch, so the form opens at once.
+DATASETS = list(declarations.DATASETS)
+NET_OPTIONS = declarations.NET_OPTIONS
+SCHEDULER_OPTIONS = declarations.SCHEDULER_OPTIONS
+
+def _weight_decay_defaults() -> dict[str, float]:
+    """Each optimizer's default weight decay, from its registry schema."""
+    return {name: h.default for name in optim.names() for h in optim.schema(name) if h.name == "weight_decay"}
+
 
 # (config path, field, default in the config); an optional field's blank means "unset".
 _DATA = [
@@ -60,9 +48,10 @@ _DATA = [
 _REGULARIZATION = [
     ("model.l2", H("l2", float, 0.0, low=0.0, help="lambda of the penalty lambda * sum(w^2), added to the loss"), 0.0),
     ("model.weight_decay", H("weight_decay", float, None, low=0.0,
-                             help="the optimizer's own weight decay (coupled for SGD/Adam, decoupled "
-                                  "for AdamW/LAMB/AdamP); blank: the optimizer's default "
-                                  "(0.01 for adamw and lamb, else 0)"), None),
+                             help="the optimizer's own weight decay (how it is applied: the "
+                                  "optimizer field's help); blank: the optimizer's default ("
+                                  + ", ".join(f"{n} {d:g}" for n, d in _weight_decay_defaults().items()
+                                              if d) + ", else 0)"), None),
     ("model.dropout", H("dropout", float, 0.0, low=0.0, high=1.0, help="dropout probability before each dense layer"), 0.0),
     ("model.label_smoothing", H("label_smoothing", float, 0.0, low=0.0, high=1.0,
                                 help="cross-entropy label smoothing for training"), 0.0),

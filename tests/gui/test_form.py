@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from lit_opt import optim
-from gui.widgets.run_form import DATASETS, NET_OPTIONS, SCHEDULER_OPTIONS, FormError, RunForm
+from gui.widgets.run_form import FormError, RunForm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,22 +20,17 @@ def form(qtbot):
     return widget
 
 
-def test_the_forms_names_are_lit_opts(form):
-    from lit_opt import nets, schedulers, toy
-    from lit_opt.datasets import DATASETS as SPECS
+def test_the_form_offers_lit_opts_declared_choices(form):
+    from lit_opt import declarations
     from gui.widgets.playground import FUNCTION_NAMES
 
-    assert DATASETS == list(SPECS)
-    assert list(NET_OPTIONS) == list(nets.NETS)
-    for name, fields in NET_OPTIONS.items():
-        options = nets.options(name)
-        for hp in fields:  # each shown option exists, with the net's own default
-            assert options[hp.name] == hp.default
-        assert set(options) - {"dropout"} == {hp.name for hp in fields}  # dropout: model.dropout
-    assert list(SCHEDULER_OPTIONS) == list(schedulers.SCHEDULERS)
-    for name, fields in SCHEDULER_OPTIONS.items():
-        assert {hp.name: hp.default for hp in fields} == {k: v[0] for k, v in schedulers.SCHEDULERS[name].items()}
-    assert set(FUNCTION_NAMES) == set(toy.FUNCTIONS)
+    def items(combo):
+        return [combo.itemText(i) for i in range(combo.count())]
+
+    assert items(form.dataset) == list(declarations.DATASETS)
+    assert items(form.net) == list(declarations.NETS)
+    assert items(form.scheduler) == list(declarations.SCHEDULER_OPTIONS)
+    assert FUNCTION_NAMES == list(declarations.TOY_FUNCTIONS)
 
 
 @pytest.mark.parametrize("name", optim.names())

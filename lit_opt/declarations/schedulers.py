@@ -1,0 +1,16 @@
+"""Learning-rate schedules by name and their options (model.scheduler, model.scheduler_args),
+importable without torch; lit_opt/schedulers.py builds them with torch.optim.lr_scheduler."""
+
+from __future__ import annotations
+
+from lit_opt.optim.hyperparameter import Hyperparameter as H
+
+SCHEDULER_OPTIONS: dict[str, tuple[H, ...]] = {
+    "constant": (),
+    "step": (H("step_size", int, 10, low=1, help="epochs between learning-rate drops"),
+             H("gamma", float, 0.1, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True,
+               help="factor applied to the learning rate at each drop")),
+    "cosine": (H("eta_min", float, 0.0, low=0.0, help="learning rate at the end of the cosine"),),
+    "onecycle": (H("pct_start", float, 0.3, low=0.0, high=1.0, low_inclusive=False,
+                   help="share of the steps spent warming up"),),
+}
