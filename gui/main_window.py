@@ -25,7 +25,8 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton,
                                QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
-from gui.records import RunRecord, find_runs
+from gui.records import RunRecord
+from lit_opt.run_files import find_run_folders
 from gui.widgets.confusion import ConfusionView
 from gui.widgets.curves import CurvesView
 from gui.widgets.playground import Playground
@@ -438,7 +439,7 @@ class MainWindow(QMainWindow):
     def rescan(self) -> None:
         """List the run folders under the form's runs folder (run.root)."""
         root = Path(self.form._fields["run.root"].raw() or "checkpoints").expanduser()
-        for run_dir in reversed(find_runs(root)):
+        for run_dir in reversed(find_run_folders(root)):
             if self.run_list.record(run_dir) is None:
                 self.run_list.add(RunRecord.from_folder(run_dir), first=True)
         self._feed_draw()

@@ -8,8 +8,6 @@ Plain Python and numpy; reading weights from a checkpoint needs torch, imported 
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +15,10 @@ from typing import Any, Optional
 
 import numpy as np
 
+from lit_opt.run_files import (CONFIG, HPARAMS, METRICS, SUMMARY, checkpoint_contents, number,
+                               read_confusion, read_json, read_rows, read_yaml)
+
 SMOOTHING = 0.8  # exponential moving average of the step losses (debiased, as TensorBoard does)
-
-
-def read_yaml(path: Path) -> dict:
-    import yaml
-
-    try:
-        return yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
 
 
 @dataclass
@@ -175,15 +167,12 @@ class RunRecord:
     def from_folder(cls, run_dir: Path) -> "RunRecord":
         """A record with its config and summary read (cheap); `load()` reads the rest."""
         run_dir = Path(run_dir)
-        rec = cls(run_dir, read_yaml(run_dir / "config.yaml"))
-        hparams = read_yaml(run_dir / "hparams.yaml")
+        rec = cls(run_dir, read_yaml(run_dir / CONFIG))
+        hparams = read_yaml(run_dir / HPARAMS)
         if hparams.get("data_info"):
             rec.config.setdefault("model", {})["data_info"] = hparams["data_info"]
-        try:
-            rec.summary = json.loads((run_dir / "summary.json").read_text())
-            rec.status = "finished"
-        except (OSError, ValueError):
-            rec.status = "saved"
+        summary = read_json(run_dir / SUMMARY)
+        rec.summary, rec.status = (summary, "finished") if summary is not None else (rec.summary, "saved")
         return rec
 
     def load(self) -> None:
@@ -196,89 +185,40 @@ class RunRecord:
         self._load_weights()
 
     def _load_metrics(self) -> None:
-        path = self.run_dir / "metrics.csv"
-        if not path.is_file():
-            return
         epochs: dict[int, dict] = {}
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                step = _float(row.get("step"))
-                if _float(row.get("train/loss_step")) is not None and step is not None:
-                    self.add_step(step + 1, _float(row["train/loss_step"]))
-                epoch = _float(row.get("epoch"))
-                if epoch is None:
+        for row in read_rows(self.run_dir / METRICS):
+            step = number(row.get("step"))
+            if number(row.get("train/loss_step")) is not None and step is not None:
+                self.add_step(step + 1, number(row["train/loss_step"]))
+            epoch = number(row.get("epoch"))
+            if epoch is None:
+                continue
+            e = epochs.setdefault(int(epoch), {"epoch": int(epoch)})
+            for key, value in row.items():
+                v = number(value)
+                if v is None or key in ("epoch", "step") or key.startswith("test/"):
                     continue
-                e = epochs.setdefault(int(epoch), {"epoch": int(epoch)})
-                for key, value in row.items():
-                    v = _float(value)
-                    if v is None or key in ("epoch", "step") or key.startswith("test/"):
-                        continue
-                    e["train/loss" if key == "train/loss_epoch" else key] = v
-                if step is not None and ("val/loss" in row and _float(row["val/loss"]) is not None
-                                         or _float(row.get("train/loss_epoch")) is not None):
-                    e["step"] = max(e.get("step", 0), step + 1)
+                e["train/loss" if key == "train/loss_epoch" else key] = v
+            if step is not None and ("val/loss" in row and number(row["val/loss"]) is not None
+                                     or number(row.get("train/loss_epoch")) is not None):
+                e["step"] = max(e.get("step", 0), step + 1)
         self.epochs = [e for _, e in sorted(epochs.items()) if "val/acc" in e or "train/loss" in e]
 
     def _load_confusion(self) -> None:
-        path = self.run_dir / "confusion_val.csv"
-        if not path.is_file():
+        confusion = read_confusion(self.run_dir / "confusion_val.csv")
+        if confusion is None:
             return
-        with path.open(newline="") as f:
-            rows = list(csv.reader(f))
-        names = rows[0][1:-1]
-        self.confusion = np.array([[int(v) for v in r[1:-1]] for r in rows[1:]], dtype=np.int64)
+        names, counts, _ = confusion
+        self.confusion = np.array(counts, dtype=np.int64)
         info = self.config.setdefault("model", {}).setdefault("data_info", {})
         info.setdefault("class_names", names)
 
     def _load_weights(self) -> None:
         ckpt = self.checkpoint() or self.best_checkpoint()
-        if ckpt is None:
+        contents = checkpoint_contents(ckpt) if ckpt is not None else None
+        if contents is None:
             return
-        self.weights = checkpoint_weights(ckpt)
-        if self.weights is None:
-            return
-        hp = checkpoint_hparams(ckpt)
-        if hp.get("data_info"):
-            self.config.setdefault("model", {})["data_info"] = hp["data_info"]
+        self.weights = contents["weights"]
+        if contents["hyper_parameters"].get("data_info"):
+            self.config.setdefault("model", {})["data_info"] = contents["hyper_parameters"]["data_info"]
 
-
-def checkpoint_weights(ckpt: Path) -> Optional[dict[str, np.ndarray]]:
-    """{layer name: weight} of every dense/conv layer of a lit_opt checkpoint, in order."""
-    import torch
-
-    try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception:  # unreadable or foreign: the views just stay empty
-        return None
-    out = {}
-    for key, value in state.items():
-        if key.startswith("net.") and key.endswith(".weight") and value.ndim in (2, 4):
-            out[key[len("net."):-len(".weight")]] = value.float().numpy()
-    return out
-
-
-def checkpoint_hparams(ckpt: Path) -> dict:
-    import torch
-
-    try:
-        return dict(torch.load(ckpt, map_location="cpu", weights_only=True).get("hyper_parameters", {}))
-    except Exception:
-        return {}
-
-
-def find_runs(root: Path) -> list[Path]:
-    """Run folders under `root` (those holding a config.yaml), newest first."""
-    root = Path(root)
-    if not root.is_dir():
-        return []
-    runs = [p for p in root.iterdir() if p.is_dir() and (p / "config.yaml").is_file()]
-    return sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)
-
-
-def _float(text) -> Optional[float]:
-    if text in (None, ""):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        return None

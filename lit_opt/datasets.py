@@ -250,7 +250,6 @@ def _decode_all(files: list[tuple[Path, int]]) -> tuple[torch.Tensor, torch.Tens
     """Decode every picture once (the result is cached): PIL, since torchvision.io's decoders
     are deprecated. All pictures must share the first one's size; colour if it is colour."""
     import numpy as np
-    from PIL import Image
 
     with _open_picture(files[0][0]) as first:
         mode = "L" if first.mode in ("1", "L", "I;16", "I") else "RGB"

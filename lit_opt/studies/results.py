@@ -4,25 +4,25 @@
     groups = group_runs(runs)                         # config minus the seed -> its runs
     groups[0].label, groups[0].stat("test/acc")       # 'l2=1e-05', (mean, std)
 
-Everything here reads the files `fit` writes (docs/reference.md): config.yaml, summary.json,
-epochs.csv, confusion_test.csv, plus the study's own study.json and diverged.json. Plain
+The files `fit` writes are read through lit_opt/run_files.py (config.yaml, summary.json,
+epochs.csv, confusion_test.csv, diverged.json); the study's own study.json here. Plain
 Python: no torch, no matplotlib. Standard deviations are sample ones (n - 1), empty for
 one seed.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from lit_opt.run_files import (CONFIG, DIVERGED, SUMMARY, is_run_folder, number, read_confusion, read_epochs,
+                               read_json, read_yaml, run_state)
 from lit_opt.studies.spec import SEED_KEY, label_value, short_key
 
-DIVERGED_FILE = "diverged.json"
+DIVERGED_FILE = DIVERGED
 STUDY_FILE = "study.json"
 # keys that do not make two runs different experiments
 IGNORED = {SEED_KEY, "data.shuffle_seed", "data.download", "run.name", "run.root", "run.test", "ckpt_path",
@@ -33,14 +33,7 @@ ORDER = ("data.name", "data.data_dir", "model.net", "model.net_args", "model.opt
          "model.lr")
 
 
-def trial_state(run_dir: Path) -> str:
-    """finished (summary.json), diverged (diverged.json), interrupted (a folder), missing."""
-    run_dir = Path(run_dir)
-    if (run_dir / "summary.json").is_file():
-        return "finished"
-    if (run_dir / DIVERGED_FILE).is_file():
-        return "diverged"
-    return "interrupted" if run_dir.is_dir() else "missing"
+trial_state = run_state  # a trial's state is its run folder's
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
@@ -57,14 +50,6 @@ def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
 
 def canonical(value) -> str:
     return json.dumps(value, sort_keys=True)
-
-
-def _float(text) -> Optional[float]:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 @dataclass
@@ -99,8 +84,8 @@ class Run:
             times = [t for t in self.series("train/epoch_time") if t is not None]
             return statistics.fmean(times) if times else None
         if key == "epochs":
-            return _float(self.summary.get("epochs", len(self.epochs)))
-        return _float(self.summary.get(key))
+            return number(self.summary.get("epochs", len(self.epochs)))
+        return number(self.summary.get(key))
 
     def to_target(self, target: float) -> tuple[Optional[int], Optional[float]]:
         """Epochs and training seconds (validation excluded) until val/acc first reached `target`."""
@@ -112,37 +97,22 @@ class Run:
         return None, None
 
 
-def _read_epochs(path: Path) -> list[dict[str, Optional[float]]]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return [{k: _float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _read_class_acc(path: Path) -> Optional[dict[str, float]]:
-    if not path.is_file():
-        return None
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or rows[0][-1] != "accuracy":
-        return None
-    return {row[0]: _float(row[-1]) for row in rows[1:] if row}
+def _class_acc(path: Path) -> Optional[dict[str, float]]:
+    confusion = read_confusion(path)
+    return None if confusion is None else dict(zip(confusion[0], confusion[2]))
 
 
 def load_run(path: Path, command: str = "") -> Run:
-    import yaml
-
     path = Path(path)
     state = trial_state(path)
     run = Run(path, state, command=command)
-    if (path / "config.yaml").is_file():
-        run.config = flatten(yaml.safe_load((path / "config.yaml").read_text()) or {})
+    run.config = flatten(read_yaml(path / CONFIG))
     if state == "finished":
-        run.summary = json.loads((path / "summary.json").read_text())
+        run.summary = read_json(path / SUMMARY) or {}
     if state == "diverged":
-        run.diverged = json.loads((path / DIVERGED_FILE).read_text())
-    run.epochs = _read_epochs(path / "epochs.csv")
-    run.class_acc = _read_class_acc(path / "confusion_test.csv")
+        run.diverged = read_json(path / DIVERGED_FILE)
+    run.epochs = read_epochs(path)
+    run.class_acc = _class_acc(path / "confusion_test.csv")
     if not run.command and run.config:
         run.command = (f"python -m lit_opt fit --config {path / 'config.yaml'} --run.root RUNS "
                        f"--run.name {path.name}")
@@ -163,7 +133,7 @@ def find_runs(paths: Iterable[Path]) -> tuple[list[Run], list[dict]]:
             runs.append(run)
 
     for path in map(Path, paths):
-        if (path / "config.yaml").is_file():
+        if is_run_folder(path):
             add(load_run(path))
         elif (path / STUDY_FILE).is_file():
             study = json.loads((path / STUDY_FILE).read_text())
@@ -171,7 +141,7 @@ def find_runs(paths: Iterable[Path]) -> tuple[list[Run], list[dict]]:
             for trial in study.get("trials", []):
                 add(load_run(path / trial["name"], trial.get("command", "")))
         elif path.is_dir():
-            for sub in sorted(p for p in path.iterdir() if (p / "config.yaml").is_file()):
+            for sub in sorted(p for p in path.iterdir() if is_run_folder(p)):
                 add(load_run(sub))
         else:
             raise FileNotFoundError(f"{path}: no such run folder or study folder")
