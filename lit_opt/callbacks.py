@@ -27,6 +27,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from lit_opt.errors import DivergenceError, RunStopped
+from lit_opt.optim import estimated_step_size
 
 Listener = Callable[[dict[str, Any]], None]
 
@@ -173,7 +174,8 @@ class EpochSummary(Callback):
 
     Row keys: epoch, step, train/loss, train/acc, val/loss, val/acc, train/epoch_time,
     train/samples_per_sec, train/lr (absent values are None), and train/ce, train/l2 when
-    model.l2 > 0. The `listener` gets the row
+    model.l2 > 0, and train/d for an optimizer that estimates its own step size (Prodigy's d,
+    `lit_opt.optim.estimated_step_size`). The `listener` gets the row
     plus `snapshot(pl_module)` (confusion matrix, weights). `step_listener`, if given, gets
     {"epoch", "step", "batch", "train/loss"} after every training batch. Listeners run in
     the training thread and receive copies, never live tensors.
@@ -239,6 +241,9 @@ class EpochSummary(Callback):
                "train/samples_per_sec": speed, "train/lr": lr}
         if "train/l2" in m:  # the two parts of train/loss, when an L2 penalty is on
             row["train/ce"], row["train/l2"] = _scalar(m.get("train/ce")), _scalar(m["train/l2"])
+        d = estimated_step_size(trainer.optimizers[0]) if trainer.optimizers else None
+        if d is not None:  # the step size the optimizer estimated (Prodigy's d) at the epoch's end
+            row["train/d"] = d
         self.rows.append(row)
         if self.listener is not None:
             self.listener({**row, **snapshot(pl_module)})

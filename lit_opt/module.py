@@ -231,6 +231,10 @@ class ClassifierModule(L.LightningModule):
         if n and self.last_train_loss is not None and self._logger_writes_this_step():
             self.log("train/loss_step", self.last_train_loss, on_step=True, on_epoch=False, prog_bar=True,
                      batch_size=n)
+            # The step size an optimizer estimated for itself (Prodigy's d), on the same steps.
+            d = optim.estimated_step_size(self._trainer.optimizers[0]) if self._trainer.optimizers else None
+            if d is not None:
+                self.log("train/d", d, on_step=True, on_epoch=False, batch_size=n)
 
     def _logger_writes_this_step(self) -> bool:
         connector = getattr(self._trainer, "_logger_connector", None)  # Lightning's own test for it

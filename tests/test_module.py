@@ -253,3 +253,39 @@ def test_a_run_stopped_between_log_steps_writes_the_loss_of_its_last_step(tiny_m
     assert [int(r["step"]) for r in rows] == [2, 4]  # step 4: the stop, between log steps
     for r in rows:
         assert float(r["train/loss_step"]) == pytest.approx(record.steps[int(r["step"])]["loss"], rel=1e-5)
+
+
+class _RecordD(Callback):
+    def __init__(self):
+        self.d = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.d.append(trainer.optimizers[0].param_groups[0]["d"])
+
+
+def test_prodigy_step_size_d_is_logged_per_step_and_per_epoch(tiny_mnist, tmp_path):
+    """train/d in metrics.csv is param_groups[0]["d"] after the step it names, on the steps the
+    logger writes; EpochSummary's row (epochs.csv) has it at the epoch's end. Optimizers without
+    an estimated step size log neither (Adafactor's "d", a clipping threshold, included)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lit_opt.callbacks import EpochSummary
+
+    dm = _dm(tiny_mnist, batch_size=8)  # 7 batches per epoch
+    for optimizer in ("prodigy", "adafactor"):
+        model = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer=optimizer, data_info=dm.info)
+        record, summary = _RecordD() if optimizer == "prodigy" else Callback(), EpochSummary()
+        logs = tmp_path / optimizer
+        trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, log_every_n_steps=3,
+                                callbacks=[record, summary], logger=CSVLogger(logs, name="", version=""))
+        trainer.fit(model, datamodule=dm)
+        rows = list(csv.DictReader((logs / "metrics.csv").open()))
+        if optimizer == "adafactor":
+            assert "train/d" not in rows[0] and all("train/d" not in r for r in summary.rows)
+            continue
+        logged = [r for r in rows if r.get("train/d")]
+        assert [int(r["step"]) for r in logged] == [2, 5, 8, 11]
+        for r in logged:
+            assert float(r["train/d"]) == pytest.approx(record.d[int(r["step"])], rel=1e-6)
+        assert record.d[-1] > 1e-6  # d grew from d0
+        assert [row["train/d"] for row in summary.rows] == [record.d[6], record.d[13]]

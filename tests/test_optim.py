@@ -9,6 +9,7 @@ test_optim_reference.py.
 from __future__ import annotations
 
 import io
+import math
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from lit_opt.optim import build, decay_parameters, info, names, schema, split_de
 
 EXPECTED_NAMES = ["gd", "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam",
                   "adamw", "lamb", "sam", "adamp", "expectigrad", "nadam", "radam", "adamax",
-                  "adafactor", "lion", "muon", "ademamix", "soap"]
+                  "adafactor", "lion", "muon", "ademamix", "soap", "prodigy"]
 # Settings that turn momentum on where an optimizer has it, so state round-trips carry a buffer.
 WITH_MOMENTUM = {"gd": dict(momentum=0.9), "rmsprop": dict(momentum=0.9)}
 # SOAP's first step only builds its preconditioner (the authors' code never projects a
@@ -91,7 +92,7 @@ def _out_of_range_values():
             bad = []
             if hp.low is not None:
                 bad.append(hp.low if not hp.low_inclusive else hp.low - 0.5)
-            if hp.high is not None:
+            if hp.high is not None and math.isfinite(hp.high):  # [1, inf] has no value above
                 bad.append(hp.high if not hp.high_inclusive else hp.high + 0.5)
             bad.append(float("nan"))
             for value in bad:
@@ -343,3 +344,16 @@ def test_torch_optimizers_step_with_fused_kernels_on_cpu(name):
     assert all(group["fused"] for group in opt.param_groups)
     plain_sgd = optim.build("sgd", net.parameters())
     assert not plain_sgd.param_groups[0].get("fused")  # no faster fused: torch's default
+
+
+def test_infinity_only_where_the_range_includes_it():
+    """Prodigy's growth_rate is [1, inf] (the authors' default inf: no cap); every other field
+    refuses inf as before, and nan everywhere."""
+    assert validate("prodigy")["growth_rate"] == math.inf
+    assert validate("prodigy", growth_rate="inf")["growth_rate"] == math.inf
+    assert info("prodigy").hyperparameter("growth_rate").range_text == "[1, inf]"
+    for bad in (float("nan"), -math.inf, 0.5):
+        with pytest.raises(ValueError, match=r"growth_rate must be a number in \[1, inf\]"):
+            validate("prodigy", growth_rate=bad)
+    with pytest.raises(ValueError, match="d_coef must be"):
+        validate("prodigy", d_coef=math.inf)

@@ -9,6 +9,7 @@ from lit_opt.optim.registry import (
     OptimizerInfo,
     build,
     decay_parameters,
+    estimated_step_size,
     info,
     names,
     schema,
@@ -17,4 +18,4 @@ from lit_opt.optim.registry import (
 )
 
 __all__ = ["Hyperparameter", "OptimizerInfo", "names", "schema", "info", "build", "validate",
-           "split_decay", "decay_parameters"]
+           "split_decay", "decay_parameters", "estimated_step_size"]

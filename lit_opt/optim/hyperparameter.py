@@ -24,7 +24,8 @@ class Hyperparameter:
     `low`/`high` bound a number (each element for a tuple such as `betas`);
     None means unbounded on that side. By default `low` is inclusive and `high`
     exclusive (`[low, high)`); `low_inclusive`/`high_inclusive` say otherwise,
-    e.g. lr is `(0, inf)`. `choices` lists the allowed strings of a str field.
+    e.g. lr is `(0, inf)`. Infinity itself is refused unless `high=math.inf` with
+    `high_inclusive=True` (`[1, inf]`: Prodigy's growth_rate, whose default is inf). `choices` lists the allowed strings of a str field.
     `log_scale` tells a GUI to use a logarithmic slider (lr-like fields).
     """
 
@@ -104,8 +105,10 @@ class Hyperparameter:
         return number
 
     def _in_range(self, number: float) -> bool:
-        if not math.isfinite(number):
+        if math.isnan(number):
             return False
+        if math.isinf(number):  # only where the range says so: high=math.inf, high_inclusive
+            return number > 0 and self.high == math.inf and self.high_inclusive
         if self.low is not None:
             if number < self.low or (number == self.low and not self.low_inclusive):
                 return False

@@ -16,13 +16,14 @@ data loads). Update rules and the traps found in libraries: shared/ALGORITHMS.md
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from lit_opt.optim.decay import decay_parameters, split_decay
 from lit_opt.optim.hyperparameter import Hyperparameter, OptimizerInfo
 
 __all__ = ["Hyperparameter", "OptimizerInfo", "names", "schema", "info", "validate", "build",
-           "split_decay", "decay_parameters"]
+           "split_decay", "decay_parameters", "estimated_step_size"]
 
 
 # ---- shared fields ------------------------------------------------------------------------------
@@ -139,6 +140,12 @@ def _ademamix(params, **kwargs):
     return AdEMAMix(params, **kwargs)
 
 
+def _prodigy(params, **kwargs):
+    from lit_opt.optim.prodigy import Prodigy
+
+    return Prodigy(params, **kwargs)
+
+
 def _soap(params, **kwargs):
     from lit_opt.optim.soap import SOAP
 
@@ -161,7 +168,7 @@ _SAM_OWN = (
     Hyperparameter("base", str, "sgd", choices=(
         "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "lamb",
         "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor", "lion", "muon",
-        "ademamix", "soap"),
+        "ademamix", "soap", "prodigy"),
         help="base optimizer that takes the step with the perturbed-point gradient"),
     Hyperparameter("rho", float, 0.05, low=0.0,
                    help="radius of the ascent step (ASAM: about 2.0)"),
@@ -419,6 +426,32 @@ _ENTRIES = (
         source="lit_opt.optim.soap.SOAP (nikhilvyas/SOAP soap.py; pytorch_optimizer's "
                "merges dimensions differently)",
         needs_matrices=True),
+    # Our own from konstmish/prodigy prodigyopt/prodigy.py: pytorch_optimizer's Prodigy
+    # applies coupled weight decay after the moments (no effect) and sums d's statistics in
+    # float32 (lit_opt/optim/prodigy.py). param_groups[0]["d"] is its step size (train/d).
+    OptimizerInfo(
+        "prodigy", "Adam with a step size d estimated on the fly from the distance travelled "
+                   "(learning-rate-free; Mishchenko & Defazio 2024)",
+        _prodigy,
+        (_lr(1.0, "multiplies the estimated step size d; the authors: leave it at 1"),
+         _betas(),
+         Hyperparameter("beta3", float, 0.0, low=0.0, high=1.0,
+                        help="decay rate of d's running sums; 0: sqrt(betas[1]) (the authors' None)"),
+         _eps(1e-8, "added to sqrt(v) as d*eps"),
+         _wd(0.0, "weight decay: decoupled (w <- w - d*lr*weight_decay*w) unless decouple is "
+                  "off, then an L2 term in the gradient"),
+         _flag("decouple", True, "decay the weights directly (AdamW style), as the authors' default"),
+         _flag("use_bias_correction", False, "Adam's bias correction in the step size"),
+         _flag("safeguard_warmup", False, "leave lr out of d's denominator (helps with lr warm-up)"),
+         Hyperparameter("d0", float, 1e-6, low=0.0, low_inclusive=False, log_scale=True,
+                        help="initial estimate of d (rarely needs changing)"),
+         Hyperparameter("d_coef", float, 1.0, low=0.0, low_inclusive=False,
+                        help="multiplies the estimate of d; the authors' preferred knob (0.5 to 2)"),
+         Hyperparameter("growth_rate", float, math.inf, low=1.0, high=math.inf,
+                        high_inclusive=True,
+                        help="cap on d's growth per step (1.02: a kind of warm-up; inf: none)")),
+        source="lit_opt.optim.prodigy.Prodigy (konstmish/prodigy prodigyopt/prodigy.py; "
+               "pytorch_optimizer's ignores coupled weight decay)"),
 )
 _BY_NAME = {entry.name: entry for entry in _ENTRIES}
 
@@ -466,6 +499,17 @@ def build(name: str, params, **hyperparameters: Any):
     """
     entry = info(name)
     return entry.factory(params, **validate(entry.name, **hyperparameters))
+
+
+def estimated_step_size(optimizer) -> float | None:
+    """The step size an optimizer estimated for itself, `param_groups[0]["d"]` (Prodigy's d,
+    and D-Adaptation's), or None. Such optimizers also record their initial estimate "d0";
+    that tells them from torch's Adafactor, whose "d" is its update clipping threshold."""
+    groups = getattr(optimizer, "param_groups", None) or [{}]
+    group = groups[0]
+    if "d" in group and "d0" in group:
+        return float(group["d"])
+    return None
 
 
 def _reject_unknown(where: str, given: dict, fields: tuple[Hyperparameter, ...]) -> None:
