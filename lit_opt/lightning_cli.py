@@ -262,6 +262,10 @@ def finish_fit(trainer, model, datamodule, run_dir: Path, test: bool = True) -> 
     best = trainer.checkpoint_callback
     summary = {"run_dir": str(run_dir), "epochs": trainer.current_epoch, "global_step": trainer.global_step,
                "best_val_acc": _num(best.best_model_score) if best else None}
+    if "muon" in (model.optimizer_info.name, model.optimizer_hparams.get("base")):
+        from lit_opt.optim.muon import describe  # which parameter Muon took, which AdamW
+
+        summary["optimizer_parts"] = {name: part for name, _, part, _ in describe(model.net)}
     # best.ckpt needs validation; a run without it is tested at its last state.
     tested = best.best_model_path if best is not None and best.best_model_path else run_dir / "last.ckpt"
     if test and Path(tested).exists():

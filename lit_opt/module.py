@@ -111,6 +111,12 @@ class ClassifierModule(L.LightningModule):
         self.save_hyperparameters()
 
         self.net = nets.build(net, data_info["input_shape"], data_info["num_classes"], **net_args)
+        if "muon" in (self.optimizer_info.name, self.optimizer_hparams.get("base")):
+            # Refuse a net without a hidden weight matrix here, before any data loads, with the
+            # split the optimizer will make (lit_opt.optim.muon decides it in one place).
+            from lit_opt.optim.muon import refuse_without_hidden_matrix
+
+            refuse_without_hidden_matrix([tuple(p.shape) for p in self.net.parameters() if p.requires_grad])
         has_conv = any(isinstance(m, nn.Conv2d) for m in self.net.modules())
         self._channels_last = has_conv if channels_last is None else channels_last
         self._compile_backend = _compile_backend(compile)
@@ -352,6 +358,11 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = dict(self.optimizer_hparams)
+        if optim.TOTAL_STEPS in hp.values():  # AdEMAMix's warm-ups "auto": the run's total steps
+            try:
+                hp = optim.fill_total_steps(hp, self.trainer.estimated_stepping_batches)
+            except ValueError as exc:
+                raise ConfigError(f"model.optimizer_args: {exc}") from None
         groups = optim.split_decay(self.net.named_parameters(), hp.pop("weight_decay"),
                                    exclude_bias_and_norm=not self.hparams.regularize_bias)
         opt = optim.build(self.hparams.optimizer, groups, **hp)

@@ -289,3 +289,27 @@ def test_prodigy_step_size_d_is_logged_per_step_and_per_epoch(tiny_mnist, tmp_pa
             assert float(r["train/d"]) == pytest.approx(record.d[int(r["step"])], rel=1e-6)
         assert record.d[-1] > 1e-6  # d grew from d0
         assert [row["train/d"] for row in summary.rows] == [record.d[6], record.d[13]]
+
+
+def test_ademamix_auto_warmups_are_the_runs_total_steps(tiny_mnist):
+    dm = _dm(tiny_mnist, batch_size=8)  # 7 batches per epoch
+    model = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer="ademamix",
+                             optimizer_args={"alpha_warmup": "auto", "beta3_warmup": 5}, data_info=dm.info)
+    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0)
+    trainer.fit(model, datamodule=dm)
+    group = trainer.optimizers[0].param_groups[0]
+    assert trainer.estimated_stepping_batches == 14
+    assert (group["alpha_warmup"], group["beta3_warmup"]) == (14, 5)
+    assert model.hparams.optimizer_args == {"alpha_warmup": "auto", "beta3_warmup": 5}  # as given
+
+    endless = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer="ademamix",
+                               optimizer_args={"beta3_warmup": "auto"}, data_info=dm.info)
+    with pytest.raises(ConfigError, match="beta3_warmup 'auto' is the run's total number of steps"):
+        quiet_trainer(max_epochs=-1, limit_val_batches=0).fit(endless, datamodule=dm)
+
+
+def test_muon_is_refused_when_the_module_is_made():
+    for kwargs in (dict(optimizer="muon"), dict(optimizer="sam", optimizer_args={"base": "muon"})):
+        with pytest.raises(ConfigError, match="this net has none"):
+            ClassifierModule(net="linear", **kwargs)
+    ClassifierModule(net="mlp", net_args={"hidden": [8, 8]}, optimizer="muon")

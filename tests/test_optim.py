@@ -357,3 +357,56 @@ def test_infinity_only_where_the_range_includes_it():
             validate("prodigy", growth_rate=bad)
     with pytest.raises(ValueError, match="d_coef must be"):
         validate("prodigy", d_coef=math.inf)
+
+
+# ---- module glue: muon refused before data, its split in summary.json, AdEMAMix's "auto" ---------
+
+
+def test_muon_on_a_net_without_hidden_matrix_is_refused_before_any_data(tmp_path, capsys):
+    """The module refuses muon on `linear` when it is constructed: exit 2 with muon's message,
+    not the missing data set's (the data folder does not exist), and no run folder."""
+    from lit_opt.cli import main
+
+    code = main(["fit", "--model.optimizer", "muon", "--model.net", "linear",
+                 "--data.data_dir", str(tmp_path / "no-such-folder"), "--data.download", "false",
+                 "--run.root", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "hidden 2-D weight matrices" in err and "this net has none" in err
+    assert "not in" not in err and "download" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_muon_split_is_in_the_run_summary(tmp_path, monkeypatch):
+    import json
+
+    from lit_opt.cli import main
+    from tests.test_data import make_dataset
+
+    make_dataset("mnist", tmp_path, monkeypatch)
+    runs = tmp_path / "runs"
+    code = main(["fit", "--model.optimizer", "muon", "--model.net", "mlp",
+                 "--model.net_args", '{"hidden": [8, 8]}', "--data.data_dir", str(tmp_path),
+                 "--data.download", "false", "--data.val_size", "10", "--data.batch_size", "25",
+                 "--trainer.max_epochs", "1", "--run.root", str(runs), "--run.test", "false",
+                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+    assert code == 0
+    (run_dir,) = list(runs.iterdir())
+    parts = json.loads((run_dir / "summary.json").read_text())["optimizer_parts"]
+    assert [part for part in parts.values()] == ["adamw", "adamw", "muon", "adamw", "adamw", "adamw"]
+    assert next(name for name, part in parts.items() if part == "muon").endswith("weight")
+
+
+def test_ademamix_warmups_take_auto():
+    from lit_opt.optim import TOTAL_STEPS, fill_total_steps
+
+    hp = validate("ademamix", alpha_warmup="auto", beta3_warmup="AUTO")
+    assert hp["alpha_warmup"] == hp["beta3_warmup"] == TOTAL_STEPS == "auto"
+    assert validate("ademamix")["alpha_warmup"] == 0  # the authors' default: no warm-up
+    assert fill_total_steps(hp, 140)["alpha_warmup"] == 140
+    with pytest.raises(ValueError, match="total number of steps"):
+        fill_total_steps(hp, float("inf"))
+    with pytest.raises(ValueError, match="alpha_warmup 'auto' is the run's total number of steps"):
+        build("ademamix", [torch.zeros(2, requires_grad=True)], alpha_warmup="auto")
+    with pytest.raises(ValueError, match=r"alpha_warmup must be an integer in \[0, inf\) or auto"):
+        validate("ademamix", alpha_warmup="sometimes")

@@ -5,11 +5,13 @@
 """
 
 from lit_opt.optim.registry import (
+    TOTAL_STEPS,
     Hyperparameter,
     OptimizerInfo,
     build,
     decay_parameters,
     estimated_step_size,
+    fill_total_steps,
     info,
     names,
     schema,
@@ -18,4 +20,5 @@ from lit_opt.optim.registry import (
 )
 
 __all__ = ["Hyperparameter", "OptimizerInfo", "names", "schema", "info", "build", "validate",
-           "split_decay", "decay_parameters", "estimated_step_size"]
+           "split_decay", "decay_parameters", "estimated_step_size", "TOTAL_STEPS",
+           "fill_total_steps"]

@@ -27,6 +27,9 @@ class Hyperparameter:
     e.g. lr is `(0, inf)`. Infinity itself is refused unless `high=math.inf` with
     `high_inclusive=True` (`[1, inf]`: Prodigy's growth_rate, whose default is inf). `choices` lists the allowed strings of a str field.
     `log_scale` tells a GUI to use a logarithmic slider (lr-like fields).
+    `words` are strings a number field also takes, returned as the lowercase word: "auto" in
+    AdEMAMix's warm-ups is the run's total number of steps, filled in from the trainer
+    (registry.TOTAL_STEPS, registry.fill_total_steps).
     """
 
     name: str
@@ -39,6 +42,7 @@ class Hyperparameter:
     log_scale: bool = False
     low_inclusive: bool = True
     high_inclusive: bool = False
+    words: tuple[str, ...] = ()
 
     @property
     def range_text(self) -> str:
@@ -53,7 +57,7 @@ class Hyperparameter:
         hi = "inf" if self.high is None else f"{self.high:g}"
         left = "[" if self.low is not None and self.low_inclusive else "("
         right = "]" if self.high is not None and self.high_inclusive else ")"
-        return f"{left}{lo}, {hi}{right}"
+        return f"{left}{lo}, {hi}{right}" + "".join(f" or {w}" for w in self.words)
 
     def check(self, value: Any, optimizer: str = "") -> Any:
         """Return `value` converted to this field's type; raise ValueError if it is not allowed.
@@ -94,6 +98,8 @@ class Hyperparameter:
             if self.choices is not None and text not in self.choices:
                 raise fail(self.range_text)
             return text
+        if self.words and isinstance(value, str) and value.strip().lower() in self.words:
+            return value.strip().lower()
         if self.type is int:
             number = _to_float(value)
             if number is None or not number.is_integer() or not self._in_range(number):

@@ -74,6 +74,29 @@ def assign(shapes: Sequence[Sequence[int]]) -> list[tuple[str, str]]:
     return out
 
 
+def refuse_without_hidden_matrix(shapes: Sequence[Sequence[int]]) -> list[tuple[str, str]]:
+    """`assign(shapes)`, or a ConfigError when no parameter goes to Muon: the net has no hidden
+    2-D weight, and muon would silently be plain AdamW. lit_opt's module calls this when it is
+    constructed (before any data loads), the optimizer again when it is built."""
+    parts = assign(shapes)
+    if not any(part == MUON for part, _ in parts):
+        weights = [tuple(shape) for shape in shapes if len(shape) >= 2]
+        if not weights:
+            listing = "no weight matrix at all"
+        elif len(weights) == 1:
+            listing = f"one weight, {_shape_text(weights[0])}, both first and last layer"
+        else:
+            listing = f"first layer {_shape_text(weights[0])}, last layer {_shape_text(weights[-1])}"
+            if len(weights) > 2:
+                listing += f", {len(weights) - 2} conv kernel(s) between"
+        raise ConfigError(
+            "muon trains the hidden 2-D weight matrices of a net, and this net has none "
+            f"({listing}); the first and last layer, biases, norms and conv "
+            "kernels go to AdamW, so this would be plain AdamW. Choose a net with hidden "
+            "dense layers (mlp with 2+ hidden layers, lenet5) or another optimizer")
+    return parts
+
+
 def describe(named_parameters: Iterable) -> list[tuple[str, tuple[int, ...], str, str]]:
     """(name, shape, part, reason) for each trainable parameter of a module or of
     `module.named_parameters()`: the split `build("muon", ...)` makes, for a run summary."""
@@ -111,23 +134,7 @@ class MuonWithAuxAdamW(Optimizer):
             groups = [{"params": groups}]
         groups = [dict(g, params=list(g["params"])) for g in groups]
         tensors = [p for g in groups for p in g["params"]]
-        parts = assign([tuple(p.shape) for p in tensors])
-        if not any(part == MUON for part, _ in parts):
-            weights = [p for p in tensors if p.ndim >= 2]
-            if not weights:
-                listing = "no weight matrix at all"
-            elif len(weights) == 1:
-                listing = f"one weight, {_shape_text(weights[0].shape)}, both first and last layer"
-            else:
-                listing = (f"first layer {_shape_text(weights[0].shape)}, last layer "
-                           f"{_shape_text(weights[-1].shape)}")
-                if len(weights) > 2:
-                    listing += f", {len(weights) - 2} conv kernel(s) between"
-            raise ConfigError(
-                "muon trains the hidden 2-D weight matrices of a net, and this net has none "
-                f"({listing}); the first and last layer, biases, norms and conv "
-                "kernels go to AdamW, so this would be plain AdamW. Choose a net with hidden "
-                "dense layers (mlp with 2+ hidden layers, lenet5) or another optimizer")
+        parts = refuse_without_hidden_matrix([tuple(p.shape) for p in tensors])
         part_of = {id(p): part for p, (part, _) in zip(tensors, parts)}
 
         muon_groups, adamw_groups = [], []

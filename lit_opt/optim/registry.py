@@ -23,7 +23,12 @@ from lit_opt.optim.decay import decay_parameters, split_decay
 from lit_opt.optim.hyperparameter import Hyperparameter, OptimizerInfo
 
 __all__ = ["Hyperparameter", "OptimizerInfo", "names", "schema", "info", "validate", "build",
-           "split_decay", "decay_parameters", "estimated_step_size"]
+           "split_decay", "decay_parameters", "estimated_step_size", "TOTAL_STEPS",
+           "fill_total_steps"]
+
+# A setting given as this word is the run's total number of optimizer steps, which only the
+# trainer knows: lit_opt's module fills it in (fill_total_steps) before building the optimizer.
+TOTAL_STEPS = "auto"
 
 
 # ---- shared fields ------------------------------------------------------------------------------
@@ -136,6 +141,12 @@ def _muon(params, **kwargs):
 
 def _ademamix(params, **kwargs):
     from lit_opt.optim.ademamix import AdEMAMix
+
+    for key in ("alpha_warmup", "beta3_warmup"):
+        if kwargs.get(key) == TOTAL_STEPS:
+            raise ValueError(f"ademamix: {key} {TOTAL_STEPS!r} is the run's total number of steps, "
+                             f"which lit_opt's module fills in from the trainer; give a number of "
+                             f"steps when building the optimizer yourself")
 
     return AdEMAMix(params, **kwargs)
 
@@ -385,12 +396,13 @@ _ENTRIES = (
                         help="decay rates of the fast EMA, the squared-gradient EMA and the slow EMA"),
          Hyperparameter("alpha", float, 2.0, low=0.0,
                         help="weight of the slow EMA in the update (the paper: 5 to 10 for LLMs)"),
-         Hyperparameter("alpha_warmup", int, 0, low=0,
-                        help="steps over which alpha rises linearly from 0 (0: none; the paper: "
-                             "the run's total steps)"),
-         Hyperparameter("beta3_warmup", int, 0, low=0,
+         Hyperparameter("alpha_warmup", int, 0, low=0, words=(TOTAL_STEPS,),
+                        help="steps over which alpha rises linearly from 0 (0: none, the "
+                             "authors' default; auto: the run's total steps, as in the paper)"),
+         Hyperparameter("beta3_warmup", int, 0, low=0, words=(TOTAL_STEPS,),
                         help="steps over which beta3 rises from beta1, linearly in half-life "
-                             "(0: none; the paper: the run's total steps)"),
+                             "(0: none, the authors' default; auto: the run's total steps, as in "
+                             "the paper)"),
          _eps(1e-8),
          _wd(0.0, "decoupled decay w <- w - lr*weight_decay*w")),
         source="lit_opt.optim.ademamix.AdEMAMix (apple/ml-ademamix pytorch/ademamix.py; "
@@ -499,6 +511,19 @@ def build(name: str, params, **hyperparameters: Any):
     """
     entry = info(name)
     return entry.factory(params, **validate(entry.name, **hyperparameters))
+
+
+def fill_total_steps(hyperparameters: dict, total_steps) -> dict:
+    """`hyperparameters` with every TOTAL_STEPS ("auto") replaced by `total_steps` (the
+    trainer's estimated_stepping_batches); ValueError if that is not a finite count."""
+    auto = [key for key, value in hyperparameters.items() if value == TOTAL_STEPS]
+    if not auto:
+        return dict(hyperparameters)
+    if not (isinstance(total_steps, (int, float)) and math.isfinite(total_steps) and total_steps >= 1):
+        raise ValueError(f"{', '.join(auto)} {TOTAL_STEPS!r} is the run's total number of steps, "
+                         f"and this run has none ({total_steps}): set trainer.max_epochs or "
+                         f"trainer.max_steps, or give a number")
+    return {key: int(total_steps) if key in auto else value for key, value in hyperparameters.items()}
 
 
 def estimated_step_size(optimizer) -> float | None:
