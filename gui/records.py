@@ -1,9 +1,10 @@
 """What the app knows about one run: its curves, latest weights and confusion matrix.
 
 A `RunRecord` is filled live from the worker's signals (one point per training step) or
-read from a run folder written by the CLI or an earlier session (docs/reference.md):
-config.yaml, metrics.csv, epochs.csv, confusion_val.csv, summary.json, last.ckpt.
-Plain Python and numpy; reading weights from a checkpoint needs torch, imported on call.
+read from a run folder written by the CLI or an earlier session (docs/reference.md) through
+lit_opt/run_files.py: config.yaml, metrics.csv (step losses), epochs.csv (epoch rows, the
+same keys the live run sends), confusion_val.csv, summary.json, last.ckpt. Plain Python and
+numpy; reading weights from a checkpoint needs torch, imported on call.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from lit_opt.run_files import (CONFIG, HPARAMS, METRICS, SUMMARY, checkpoint_contents, number,
-                               read_confusion, read_json, read_rows, read_yaml)
+from lit_opt.run_files import (CONFIG, HPARAMS, METRICS, SUMMARY, checkpoint_contents, number, read_confusion,
+                               read_epochs, read_json, read_rows, read_yaml)
 
 SMOOTHING = 0.8  # exponential moving average of the step losses (debiased, as TensorBoard does)
 
@@ -185,24 +186,14 @@ class RunRecord:
         self._load_weights()
 
     def _load_metrics(self) -> None:
-        epochs: dict[int, dict] = {}
+        """Step losses from metrics.csv (every logged step), epoch rows from epochs.csv: each
+        value from the one file that is its source, with the keys the live run sends."""
         for row in read_rows(self.run_dir / METRICS):
-            step = number(row.get("step"))
-            if number(row.get("train/loss_step")) is not None and step is not None:
-                self.add_step(step + 1, number(row["train/loss_step"]))
-            epoch = number(row.get("epoch"))
-            if epoch is None:
-                continue
-            e = epochs.setdefault(int(epoch), {"epoch": int(epoch)})
-            for key, value in row.items():
-                v = number(value)
-                if v is None or key in ("epoch", "step") or key.startswith("test/"):
-                    continue
-                e["train/loss" if key == "train/loss_epoch" else key] = v
-            if step is not None and ("val/loss" in row and number(row["val/loss"]) is not None
-                                     or number(row.get("train/loss_epoch")) is not None):
-                e["step"] = max(e.get("step", 0), step + 1)
-        self.epochs = [e for _, e in sorted(epochs.items()) if "val/acc" in e or "train/loss" in e]
+            step, loss = number(row.get("step")), number(row.get("train/loss_step"))
+            if step is not None and loss is not None:
+                self.add_step(step + 1, loss)
+        self.epochs = [{**row, "epoch": int(row["epoch"])} for row in read_epochs(self.run_dir)
+                       if row.get("epoch") is not None]
 
     def _load_confusion(self) -> None:
         confusion = read_confusion(self.run_dir / "confusion_val.csv")

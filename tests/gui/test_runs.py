@@ -113,7 +113,7 @@ def test_stop_mid_epoch_then_resume_matches_an_uninterrupted_run(real_data, tmp_
     window.run_list.set_ticked(other)
     legend = [item[1].text for item in window.curves.acc_legend.items]
     assert legend == ["momentum lr 0.01", "momentum lr 0.01"]
-    assert len(window.curves.items(other).val_acc.getData()[0]) == 2  # read from metrics.csv
+    assert len(window.curves.items(other).val_acc.getData()[0]) == 2  # read from epochs.csv
 
 
 def test_closing_the_window_mid_run_stops_it_and_keeps_a_resumable_checkpoint(real_data, tmp_path,
