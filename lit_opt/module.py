@@ -12,8 +12,10 @@ Three training loops, chosen by the optimizer's registry entry:
   set, accumulated batch by batch (memory stays at one batch);
 - `sam` (needs_closure): manual optimization; backward at w, then `opt.step(closure)`
   with a closure that recomputes the loss at the perturbed weights (BatchNorm running
-  statistics frozen for that second pass). This is the one pattern ALGORITHMS.md found
-  right on all counts inside Lightning (global_step, logs and metrics count each batch once).
+  statistics frozen for that second pass). Of the ways to run SAM (Foret et al. 2021,
+  davda54/sam) inside Lightning 2.6, this is the one measured right on all counts
+  (global_step, logs and metrics count each batch once, the perturbation uses this batch's
+  gradient); docs/optimizers.md says what the others get wrong.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lit_opt import nets, optim
-from lit_opt.datasets import DATASETS
+from lit_opt.declarations.datasets import DATASETS
 from lit_opt.errors import ConfigError
 from lit_opt.schedulers import build_scheduler, validate_scheduler
 

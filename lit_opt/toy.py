@@ -21,7 +21,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from lit_opt.optim import build, info, names, schema, validate
+from lit_opt.declarations.toys import TOY_FUNCTIONS
+from lit_opt.optim import info, names, schema, validate
+from lit_opt.optim.steps import optimizer_steps
 
 
 # ---- the functions -------------------------------------------------------------------------------
@@ -59,19 +61,19 @@ def _beale(p):
 
 
 FUNCTIONS: dict[str, ToyFunction] = {f.name: f for f in (
-    ToyFunction("x2", "f(x) = x^2, the seed's first example", lambda p: (p ** 2).sum(-1),
+    ToyFunction("x2", TOY_FUNCTIONS["x2"], lambda p: (p ** 2).sum(-1),
                 (5.0,), ((-6.0, 6.0),), (0.0,)),
-    ToyFunction("bowl", "f = x^2 + y^2, a round bowl", lambda p: (p ** 2).sum(-1),
+    ToyFunction("bowl", TOY_FUNCTIONS["bowl"], lambda p: (p ** 2).sum(-1),
                 (-4.0, 3.0), ((-5.0, 5.0), (-5.0, 5.0)), (0.0, 0.0)),
     # Hessian diag(1, 50): condition number 50, the valley that makes plain GD zigzag.
-    ToyFunction("ill_bowl", "f = (x^2 + 50 y^2) / 2, condition number 50",
+    ToyFunction("ill_bowl", TOY_FUNCTIONS["ill_bowl"],
                 lambda p: 0.5 * (p[..., 0] ** 2 + 50 * p[..., 1] ** 2),
                 (-4.5, 1.0), ((-5.0, 5.0), (-2.0, 2.0)), (0.0, 0.0)),
-    ToyFunction("rosenbrock", "(1-x)^2 + 100 (y-x^2)^2, a curved narrow valley", _rosenbrock,
+    ToyFunction("rosenbrock", TOY_FUNCTIONS["rosenbrock"], _rosenbrock,
                 (-1.2, 1.0), ((-2.0, 2.0), (-1.0, 3.0)), (1.0, 1.0)),
-    ToyFunction("rastrigin", "10n + sum(x^2 - 10 cos 2 pi x), many local minima", _rastrigin,
+    ToyFunction("rastrigin", TOY_FUNCTIONS["rastrigin"], _rastrigin,
                 (-2.3, 2.6), ((-5.12, 5.12), (-5.12, 5.12)), (0.0, 0.0)),
-    ToyFunction("beale", "Beale's function, flat plateaus and sharp ridges", _beale,
+    ToyFunction("beale", TOY_FUNCTIONS["beale"], _beale,
                 (1.0, 1.5), ((-4.5, 4.5), (-4.5, 4.5)), (3.0, 0.5)),
 )}
 
@@ -101,23 +103,6 @@ class Trajectory:
     def label(self) -> str:
         lr = self.hyperparameters.get("lr")
         return f"{self.optimizer} (lr {lr:g})" if lr is not None else self.optimizer
-
-
-def optimizer_steps(params, optimizer: str, loss_fn: Callable[[], torch.Tensor], n: int, **hp):
-    """Take n registry-optimizer steps on loss_fn; yields after each. SAM gets its closure."""
-    opt = build(optimizer, params, **hp)
-    needs_closure = info(optimizer).needs_closure
-
-    def closure():
-        opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        return loss
-
-    for _ in range(n):
-        closure()
-        opt.step(closure) if needs_closure else opt.step()
-        yield
 
 
 def toy_optimizers() -> list[str]:

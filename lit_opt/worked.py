@@ -2,7 +2,7 @@
 
 Each example returns our values (computed by the same optimizers that train the nets)
 beside the values the seminar printed, with a note where the seminar's number is wrong
-(its Adam table does not follow from Adam; see ALGORITHMS.md). `python -m lit_opt toy
+(its Adam table does not follow from Adam as Kingma & Ba 2015, Algorithm 1, defines it). `python -m lit_opt toy
 worked` prints them side by side.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from lit_opt.toy import optimizer_steps
+from lit_opt.optim.steps import optimizer_steps
 
 @dataclass
 class Worked:

@@ -1,7 +1,7 @@
 """Each registry optimizer against an independent reference written here from the algorithm text.
 
-The references are plain float64 tensor math from the papers / torch docs /
-shared/ALGORITHMS.md: they call neither lit_opt nor torch.optim nor
+The references are plain float64 tensor math from the papers, the authors' code and torch's
+docs (each function names its source): they call neither lit_opt nor torch.optim nor
 pytorch_optimizer. Our side is driven only through `lit_opt.optim.build()` with
 non-default settings (weight decay, momentum, betas), 50 steps, tolerance 1e-6.
 Gradients come from autograd on a non-quadratic loss, at each side's own point.
@@ -189,7 +189,8 @@ def adamp_ref(w, g, s, t, lr, betas, eps, weight_decay, delta, wd_ratio, nestero
 
 
 def expectigrad_ref(w, g, s, t, lr, beta, eps, sparse_counter=True, weight_decay=0.0):
-    """shared/ALGORITHMS.md (Daley & Amato 2020), weight decay as a coupled L2 term."""
+    """Daley & Amato 2020 (brett-daley/expectigrad, expectigrad/pytorch.py), weight decay as a
+    coupled L2 term."""
     g = g + weight_decay * w
     s["s"] = s.get("s", 0 * w) + g * g
     s["n"] = s.get("n", 0 * w) + (g * g > 0).double()

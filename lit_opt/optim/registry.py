@@ -11,7 +11,8 @@ Modelled on timm's optimizer factory: growth as data, not if/elif. A new
 optimizer appears everywhere by adding one `OptimizerInfo` to `_ENTRIES`.
 torch and pytorch_optimizer are imported inside the factories, so importing
 this module and validating settings stay fast (the CLI validates before any
-data loads). Update rules and the traps found in libraries: shared/ALGORITHMS.md.
+data loads). Each entry's comment names its paper and the authors' code it was checked
+against; docs/optimizers.md has the table, with what each library gets right or wrong.
 """
 
 from __future__ import annotations
