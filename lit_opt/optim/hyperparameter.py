@@ -171,3 +171,12 @@ class OptimizerInfo:
             if hp.name == name:
                 return hp
         raise KeyError(name)
+
+
+def reject_unknown(where: str, given: dict, fields: tuple[Hyperparameter, ...]) -> None:
+    """ValueError naming the keys of `given` that none of `fields` has, and the allowed ones."""
+    allowed = [hp.name for hp in fields]
+    unknown = [key for key in given if key not in allowed]
+    if unknown:
+        raise ValueError(f"{where}: unknown hyperparameter(s) {', '.join(map(repr, unknown))}; "
+                         f"allowed: {', '.join(allowed)}")
