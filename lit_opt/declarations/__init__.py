@@ -5,7 +5,7 @@
 
 The CLI's checks, the desktop app's form and run list, and the docs tables all read these
 tables; the code that builds each thing (lit_opt/datasets.py, nets.py, schedulers.py,
-optim/registry.py) looks its entry up here. A new dataset, net option or schedule is one
+optim/entries.py) looks its entry up here. A new dataset, net option or schedule is one
 entry, and every part of the product shows it.
 """
 
