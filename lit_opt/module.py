@@ -31,6 +31,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lit_opt import nets, optim
 from lit_opt.declarations.datasets import DATASETS
+from lit_opt.epoch_sums import TrainSums
 from lit_opt.errors import ConfigError
 from lit_opt.schedulers import build_scheduler, validate_scheduler
 
@@ -135,7 +136,7 @@ class ClassifierModule(L.LightningModule):
         # a small MLP's step (benchmarks/epoch.py). The mean of per-epoch accuracies weighted
         # by sample count is the micro accuracy.
         self.train_acc = MeanMetric()
-        self._train_sums = _TrainSums()
+        self._train_sums = TrainSums()
         self.val_acc = MulticlassAccuracy(k, average="micro")
         self.test_acc = MulticlassAccuracy(k, average="micro")
         self.val_acc_best = MaxMetric()
@@ -422,49 +423,6 @@ class ClassifierModule(L.LightningModule):
         if grads is not None:
             for p, g in zip(self.net.parameters(), grads):
                 p.grad = None if g is None else g.to(p.device)
-
-
-class _TrainSums:
-    """Sums over an epoch's training batches of loss x n, ce x n and correct predictions,
-    kept as tensors on the batch's device so adding a step never waits for the device."""
-
-    def __init__(self) -> None:
-        self._sums: Optional[torch.Tensor] = None
-        self.count = 0
-
-    def add(self, loss: torch.Tensor, ce: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        n = len(y)
-        correct = (logits.detach().argmax(dim=1) == y).sum()
-        step = torch.stack([loss.detach().float() * n, ce.detach().float() * n, correct.float()])
-        if self._sums is None:
-            self._sums = step
-        else:
-            if self._sums.device != step.device:  # restored from a checkpoint, on the CPU
-                self._sums = self._sums.to(step.device)
-            self._sums.add_(step)
-        self.count += n
-
-    def state(self, trainer) -> dict:
-        """The sums so far as plain CPU data, summed over DDP processes (a collective call)."""
-        sums = self._sums if self._sums is not None else torch.zeros(3)
-        both = torch.cat([sums.detach().float().cpu(), torch.tensor([float(self.count)])])
-        if trainer is not None and trainer.world_size > 1:
-            both = trainer.strategy.reduce(both.to(trainer.strategy.root_device), reduce_op="sum").cpu()
-        return {"sums": both[:3].clone(), "count": int(both[3])}
-
-    def load(self, state: dict, first_process: bool = True) -> None:
-        """Continue from `state()`; other DDP processes start from zero (process 0 holds the total)."""
-        if first_process and state["count"]:
-            self._sums, self.count = state["sums"].clone(), int(state["count"])
-        else:
-            self._sums, self.count = None, 0
-
-    def take(self) -> dict:
-        """The sums so far (as 0-d tensors) and the sample count; starts a new epoch."""
-        sums = self._sums if self._sums is not None else torch.zeros(3)  # no sample here: weight 0
-        result = {"loss": sums[0], "ce": sums[1], "correct": sums[2], "count": self.count}
-        self._sums, self.count = None, 0
-        return result
 
 
 def _compile_backend(compile: Union[bool, str]) -> Optional[str]:
