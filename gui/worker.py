@@ -143,6 +143,8 @@ class TrainWorker(QObject):
             self._flush()
             self.failed.emit(f"Unexpected error ({type(exc).__name__}): {exc}")
         finally:
+            if self.job is not None:  # however the run ended, other processes may use its folder
+                self.job.release()
             self.done.emit()
 
     def _on_step(self, row: dict) -> None:

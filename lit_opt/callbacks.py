@@ -125,7 +125,11 @@ class StopOnRequest(Callback):
         self._requested.clear()
         if self._previous_handlers and threading.current_thread() is threading.main_thread():
             for s, handler in self._previous_handlers.items():
-                signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+                # Only where ours is still installed: Lightning's own teardown has usually put
+                # back the handler from before the fit already, and putting its SIGTERM handler
+                # back over that would keep this Trainer (and its model) alive for good.
+                if signal.getsignal(s) == self._on_signal:
+                    signal.signal(s, handler if handler is not None else signal.SIG_DFL)
             self._previous_handlers = {}
 
 
@@ -254,22 +258,33 @@ class RunFiles(Callback):
 
     def __init__(self, run_dir: Path, summary: EpochSummary):
         self.run_dir, self.summary = Path(run_dir), summary
+        self._epochs_written: set[int] = set()
 
     def on_train_start(self, trainer, pl_module) -> None:
         # The logs describe exactly the training the checkpoint holds: a resumed run drops rows
         # written after its checkpoint (an epoch whose save failed or was killed would
         # otherwise be logged twice). epochs.csv's step is the global step at the epoch's end;
-        # metrics.csv's is the logger's count of batches, less one.
+        # metrics.csv's is the logger's count of batches, less one. That holds for checkpoints
+        # saved at an epoch's end or on a stop (lit_opt's default: validation once per epoch);
+        # with validation more or less often, Lightning saves during the last validation,
+        # before the epoch's end rows are logged, so metrics.csv is left as it is then.
         if trainer.is_global_zero and trainer.global_step > 0:
             keep_rows(self.run_dir / "epochs.csv", lambda row: int(row["step"]) <= trainer.global_step)
-            logged = logger_step(trainer)
-            keep_rows(self.run_dir / "metrics.csv", lambda row: int(row["step"]) < logged)
+            if trainer.val_check_interval == 1.0 and trainer.check_val_every_n_epoch == 1:
+                logged = logger_step(trainer)
+                keep_rows(self.run_dir / "metrics.csv", lambda row: int(row["step"]) < logged)
+        from lit_opt.run_files import read_epochs
+
+        self._epochs_written = {int(r["epoch"]) for r in read_epochs(self.run_dir) if r.get("epoch") is not None}
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or not self.summary.rows:
             return
         # EpochSummary runs before this callback (it is earlier in the list), so its row is ready.
         row = self.summary.rows[-1]
+        if row["epoch"] in self._epochs_written:  # its end runs again after a resume from a
+            return                               # checkpoint saved in its last validation
+        self._epochs_written.add(row["epoch"])
         path = self.run_dir / "epochs.csv"
         new = not path.exists()
         with path.open("a", newline="") as f:

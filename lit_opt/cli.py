@@ -80,8 +80,16 @@ def _with_run_config(args: list[str]) -> list[str]:
             continue
         if a.startswith("--config="):
             configs += ["--config", _checked_config_file(a.split("=", 1)[1])]
+        elif a.split("=", 1)[0] in FLOAT_FLAGS:
+            if "=" in a:
+                rest.append(_yaml_special_number(a))
+            else:
+                rest.append(a)
+                if i + 1 < len(args):
+                    rest.append(_yaml_special_number(args[i + 1]))
+                    i += 1
         else:
-            rest.append(_yaml_special_number(a))
+            rest.append(a)
         i += 1
     if not configs:
         ckpt = None
@@ -106,9 +114,13 @@ def _checked_config_file(value: str) -> str:
 
     from lit_opt.errors import ConfigError
 
-    if "\n" in value or value.lstrip().startswith("{"):  # YAML text, not a file name
-        return value
     path = Path(value)
+    if not path.exists():
+        try:
+            if isinstance(yaml.safe_load(value), dict):  # YAML text, not a file name
+                return value
+        except yaml.YAMLError:
+            pass
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist" if not path.exists() else
                           f"config file {path} is not a file")
@@ -121,6 +133,9 @@ def _checked_config_file(value: str) -> str:
     return value
 
 
+# Number settings where `nan` or `inf` may be typed (and is then refused by lit_opt's range
+# check with a clear message); every other value is passed on untouched.
+FLOAT_FLAGS = {"--model.lr", "--model.weight_decay", "--model.l2", "--model.dropout", "--model.label_smoothing"}
 _SPECIAL_NUMBERS = {"nan": ".nan", "inf": ".inf", "+inf": ".inf", "-inf": "-.inf"}
 
 
@@ -150,7 +165,7 @@ def run_trainer_command(command: str, args: list[str]) -> int:
 
     import os
 
-    from lit_opt.runs import RUN_DIR_ENV, release_run_locks
+    from lit_opt.runs import RUN_DIR_ENV, held_run_dirs, release_run_locks
 
     # Lightning advice that does not apply here: the data is in memory (no workers), a
     # resumed run appends to its own folder on purpose, per-class accuracies are already
@@ -163,6 +178,7 @@ def run_trainer_command(command: str, args: list[str]) -> int:
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     run_dir_before = os.environ.get(RUN_DIR_ENV)
+    held_before = held_run_dirs()
     try:
         from lit_opt.lightning_cli import LitOptCLI
 
@@ -190,7 +206,7 @@ def run_trainer_command(command: str, args: list[str]) -> int:
         print(f"\nerror: {StorageError.describe(exc)}", file=sys.stderr)
         return errors.EXIT_IO_ERROR
     finally:
-        release_run_locks()
+        release_run_locks(new_since=held_before)
     summary = getattr(cli, "summary", None)
     if summary:
         print(json.dumps(summary, indent=2))

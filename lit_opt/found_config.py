@@ -52,6 +52,12 @@ def read_found_config(path: str | os.PathLike) -> dict:
     return config or {}
 
 
+# Sections and model fields that jsonargparse reads as a mapping: given a string instead, it
+# reads the string as YAML text or as the path of another file, which the check never saw.
+MAPPING_SECTIONS = ("trainer", "model", "data", "run")
+MAPPING_FIELDS = {"model": ("net_args", "optimizer_args", "scheduler_args")}
+
+
 def check_found_config(config: Any, path: str | os.PathLike) -> None:
     """Raise ConfigError unless `config` holds only plain settings in lit_opt's sections."""
     if not isinstance(config, dict):
@@ -60,14 +66,18 @@ def check_found_config(config: Any, path: str | os.PathLike) -> None:
     if unknown:
         raise _refused(path, f"it has keys lit_opt does not write there ({', '.join(unknown)}; "
                              f"expected: {', '.join(SECTIONS)})")
-    for key, value in _walk(config, ""):
-        if key.rsplit(".", 1)[-1] in CLASS_KEYS:
-            raise _refused(path, f"{key} names a class to import")
-        if not isinstance(value, (dict, list, str, int, float, bool, type(None))):
-            raise _refused(path, f"{key} holds a {type(value).__name__}, not a plain value")
+    for section in MAPPING_SECTIONS:
+        if not isinstance(config.get(section) or {}, dict):
+            raise _refused(path, f"{section} is not a mapping of settings (a string there is read as "
+                                 f"YAML text or as another file)")
+        for field in MAPPING_FIELDS.get(section, ()):
+            if not isinstance((config.get(section) or {}).get(field) or {}, dict):
+                raise _refused(path, f"{section}.{field} is not a mapping (a string there is read as "
+                                     f"YAML text or as another file)")
+    problem = plain_data_problem(config)
+    if problem:
+        raise _refused(path, problem)
     trainer = config.get("trainer") or {}
-    if not isinstance(trainer, dict):
-        raise _refused(path, "trainer is not a mapping of Trainer settings")
     for field in CLASS_FIELDS:
         value = trainer.get(field)
         for item in value if isinstance(value, list) else [value]:
@@ -77,6 +87,31 @@ def check_found_config(config: Any, path: str | os.PathLike) -> None:
                 raise _refused(path, f"trainer.{field} is set to {item!r}, which names code to import")
             if isinstance(item, dict):
                 raise _refused(path, f"trainer.{field} is set to a class spec ({item!r})")
+
+
+def plain_data_problem(data: Any, prefix: str = "") -> str | None:
+    """Why `data` is not plain settings, or None: every value a number, bool, null, string or a
+    list/mapping of them; no key that makes jsonargparse import (class_path, init_args, ...);
+    no string that is itself YAML for a mapping or holds such a key (jsonargparse would parse
+    it). Also used for a checkpoint's hyperparameters, which LightningCLI parses the same way."""
+    import yaml
+
+    for key, value in _walk(data, prefix):
+        if key.rsplit(".", 1)[-1] in CLASS_KEYS or key.rsplit(".", 1)[-1] == "_class_path":
+            return f"{key} names a class to import"
+        if not isinstance(value, (dict, list, str, int, float, bool, type(None))):
+            return f"{key} holds a {type(value).__name__}, not a plain value"
+        if isinstance(value, str):
+            if any(word in value for word in CLASS_KEYS):
+                return f"{key} holds text naming a class to import"
+            try:
+                parsed = yaml.safe_load(value)
+            except yaml.YAMLError:
+                continue
+            if isinstance(parsed, dict) or (isinstance(parsed, list)
+                                            and any(isinstance(v, (dict, list)) for v in parsed)):
+                return f"{key} holds YAML text for a mapping, which would be parsed as settings"
+    return None
 
 
 def _walk(value: Any, prefix: str):

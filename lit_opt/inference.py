@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from lit_opt.errors import CheckpointError, LitOptError
+from lit_opt.found_config import plain_data_problem
 from lit_opt.preprocess import (  # noqa: F401  (re-exported: the inference API in one place)
     EmptyImageError,
     ImageError,
@@ -96,6 +97,9 @@ def _unsafe_global(text: str) -> str:
     return f"unpickling it would call {match.group(1)}" if match else "it holds objects other than tensors"
 
 
+_LIGHTNING_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+
+
 def check_checkpoint(ckpt: dict, path: PathLike) -> dict:
     """The constructor arguments of a lit_opt checkpoint; CheckpointError if it is not one."""
     from lit_opt.module import CHECKPOINT_FORMAT, ClassifierModule
@@ -117,11 +121,19 @@ def check_checkpoint(ckpt: dict, path: PathLike) -> dict:
     if not isinstance(hparams, dict) or not hparams:
         raise CheckpointError(f"{path}: the checkpoint does not record its model's hyperparameters "
                               f"(no hyper_parameters), so the model cannot be rebuilt from it")
+    # Lightning's own key: the allow-listed instantiator LightningCLI records. Any other private
+    # key (such as `_class_path`) would make LightningCLI build a class the file names.
+    if hparams.get("_instantiator", _LIGHTNING_INSTANTIATOR) != _LIGHTNING_INSTANTIATOR:
+        raise CheckpointError(f"{path}: refused: its hyperparameters name an instantiator "
+                              f"({hparams['_instantiator']!r}), which would run code from the file")
     accepted = set(inspect.signature(ClassifierModule.__init__).parameters) - {"self"}
-    unknown = sorted(k for k in hparams if k not in accepted and not str(k).startswith("_"))
+    unknown = sorted(k for k in hparams if k not in accepted and k != "_instantiator")
     if unknown:
         raise CheckpointError(f"{path}: its hyperparameters name settings this lit_opt does not know "
                               f"({', '.join(map(str, unknown))}); was it written by a newer lit_opt?")
+    problem = plain_data_problem({k: v for k, v in hparams.items() if k != "_instantiator"})
+    if problem:  # LightningCLI parses the hyperparameters as settings: no class may hide in them
+        raise CheckpointError(f"{path}: refused: its hyperparameters are not plain settings ({problem})")
     kwargs = {k: v for k, v in hparams.items() if k in accepted}
     info = kwargs.get("data_info")
     if not isinstance(info, dict) or not {"input_shape", "class_names", "mean", "std"} <= set(info):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from lit_opt.lightning_cli import LitOptCLI, finish_fit
-from lit_opt.runs import release_run_locks
+from lit_opt.runs import held_run_dirs, release_run_locks
 
 
 class FitJob:
@@ -80,14 +80,14 @@ def prepare_fit(config: Union[dict, str, Path, list], ckpt_path: Optional[str] =
     else:
         config = [str(a) for a in config]
 
+    held_before = held_run_dirs()
     try:
-        cli = LitOptCLI(args=config, run=False, prepare_fit=True, fit_ckpt_path=ckpt_path)
-    except ArgumentError as exc:
-        raise ConfigError(str(exc)) from None
-    except BaseException:
-        release_run_locks()  # the run folder may have been locked before the failure
+        return FitJob(LitOptCLI(args=config, run=False, prepare_fit=True, fit_ckpt_path=ckpt_path), ckpt_path)
+    except BaseException as exc:
+        release_run_locks(new_since=held_before)  # the run folder may have been locked before the failure
+        if isinstance(exc, ArgumentError):
+            raise ConfigError(str(exc)) from None
         raise
-    return FitJob(cli, ckpt_path)
 
 
 def _plain(cli: LitOptCLI) -> dict:

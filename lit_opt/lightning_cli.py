@@ -218,15 +218,20 @@ def typed_model_keys(args) -> set[str]:
     for i, a in enumerate(args):
         if a.startswith("--model."):
             keys.add(a[len("--model."):].split("=", 1)[0].split(".", 1)[0])
-        elif a in ("--config", "-c") and i + 1 < len(args) or a.startswith("--config="):
-            value = a.split("=", 1)[1] if a.startswith("--config=") else args[i + 1]
-            try:
-                text = Path(value).read_text() if Path(value).is_file() else value
-                config = yaml.safe_load(text)
-            except (OSError, ValueError, yaml.YAMLError):  # the parser reports a bad file itself
-                continue
-            if isinstance(config, dict) and isinstance(config.get("model"), dict):
-                keys |= set(config["model"])
+            continue
+        is_config = a in ("--config", "-c") or a.startswith("--config=")
+        is_model = a == "--model" or a.startswith("--model=")  # a file or YAML text for the model
+        if not (is_config or is_model) or ("=" not in a and i + 1 >= len(args)):
+            continue
+        value = a.split("=", 1)[1] if "=" in a else args[i + 1]
+        try:
+            text = Path(value).read_text() if Path(value).is_file() else value
+            config = yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError):  # the parser reports a bad file itself
+            continue
+        model = config if is_model else (config.get("model") if isinstance(config, dict) else None)
+        if isinstance(model, dict):
+            keys |= set(model)
     return keys
 
 

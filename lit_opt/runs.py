@@ -188,9 +188,19 @@ def remove_if_unused(run_dir: Path) -> None:
         run_dir.rmdir()
 
 
-def release_run_locks(run_dir: Optional[Path] = None) -> None:
-    """Release this process's hold on `run_dir` (default: on every run folder it holds)."""
-    for path in [Path(run_dir).resolve()] if run_dir is not None else list(_held_locks):
+def held_run_dirs() -> set[Path]:
+    """The run folders this process holds now."""
+    return set(_held_locks)
+
+
+def release_run_locks(run_dir: Optional[Path] = None, new_since: Optional[set[Path]] = None) -> None:
+    """Release this process's hold on `run_dir`, or on every run folder it took since the
+    `held_run_dirs()` snapshot `new_since` (never another job's)."""
+    if run_dir is not None:
+        paths = [Path(run_dir).resolve()]
+    else:
+        paths = [p for p in list(_held_locks) if new_since is None or p not in new_since]
+    for path in paths:
         f = _held_locks.pop(path, None)
         if f is not None:
             f.close()  # closing the file releases the flock

@@ -524,22 +524,30 @@ def test_sigterm_stops_a_sweep_with_143_and_the_rerun_resumes(data, tmp_path):
 def test_sigkill_at_random_moments_leaves_checkpoints_that_load_and_no_temp_file_after_a_restart(data, tmp_path):
     rng = np.random.default_rng(0)
     run_dir = tmp_path / "runs" / "run"
-    for k in range(2):
-        args = slow_fit(data, tmp_path / "runs", "run") if k == 0 else ["fit", "--ckpt_path", str(run_dir / "last.ckpt"), *QUIET]
+    kills = 0
+    for _ in range(2):
+        resume = (run_dir / "last.ckpt").exists()
+        args = ["fit", "--ckpt_path", str(run_dir / "last.ckpt"), *QUIET] if resume else slow_fit(
+            data, tmp_path / "runs", "run")
         proc = process(*args, cwd=tmp_path)
-        wait_for(lambda: (run_dir / ".lock").exists(), what="the run folder")
+        wait_for(lambda: (run_dir / ".lock").exists() or proc.poll() is not None, what="the run to start")
         time.sleep(float(rng.uniform(0.5, 2.5)))
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
         proc.wait(timeout=30)
         if not (run_dir / "last.ckpt").exists():
-            shutil.rmtree(run_dir)  # killed before the first checkpoint: start again
+            shutil.rmtree(run_dir, ignore_errors=True)  # killed before the first checkpoint: start again
             continue
         for ckpt in run_dir.glob("*.ckpt"):
-            assert load(ckpt)["global_step"] > 0
+            assert load(ckpt)["global_step"] > 0  # every checkpoint a kill left loads
+    assert kills >= 1
+    if not (run_dir / "last.ckpt").exists():  # both kills came before the first checkpoint
+        assert main(slow_fit(data, tmp_path / "runs", "run", "--trainer.max_epochs", "1")) == 0
     # A kill between write and rename leaves a hidden temp file; the next start removes it.
     stale = run_dir / ".last.ckpt.tmp999999"
     stale.write_bytes(b"half a checkpoint")
-    assert main(["fit", "--ckpt_path", str(run_dir / "last.ckpt"), *QUIET]) == 0
+    assert main(["fit", "--ckpt_path", str(run_dir / "last.ckpt"), *QUIET, "--trainer.max_epochs", "2"]) == 0
     assert not stale.exists()
 
 
@@ -659,3 +667,72 @@ def test_the_logger_step_internal_the_resume_trims_by_still_exists(finished_run)
 
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     assert logger_step(trainer) == 0
+
+
+def test_resuming_a_run_validated_twice_an_epoch_keeps_its_logs_and_one_row_per_epoch(data, tmp_path):
+    import csv
+
+    runs = tmp_path / "runs"
+    assert main(["fit", *small(data, runs, "--run.name", "v", "--run.test", "false"), "--trainer.max_epochs", "2",
+                 "--trainer.val_check_interval", "0.5"]) == 0
+    run_dir = runs / "v"
+    with (run_dir / "metrics.csv").open() as f:
+        before = list(csv.DictReader(f))
+    assert main(["fit", "--ckpt_path", str(run_dir / "last.ckpt"), *QUIET, "--trainer.max_epochs", "3"]) == 0
+    with (run_dir / "metrics.csv").open() as f:
+        after = list(csv.DictReader(f))
+    assert [(r["epoch"], r["step"]) for r in after[:len(before)]] == [(r["epoch"], r["step"]) for r in before]
+    rows = epoch_rows(run_dir)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]  # each epoch once, none with blank losses
+    assert all(r["train/loss"] for r in rows)
+
+
+POPEN = "{class_path: subprocess.Popen, init_args: {args: 'touch MARKER', shell: true}}"
+
+
+@pytest.mark.parametrize("section,field,value", [
+    ("model", None, "{net: mlp, net_args: {x: " + POPEN + "}}"),   # a section as YAML text
+    ("model", None, "other/model.yaml"),                          # a section as another file
+    ("model", "net_args", "{x: " + POPEN + "}"),                  # a mapping field as YAML text
+    ("model", "optimizer_args", "{a: " + POPEN + "}"),
+    ("model", "scheduler_args", "sched.yaml"),
+    ("model", "net_args", {"x": {"class_path": "subprocess.Popen"}}),
+    ("data", "name", "mnist\nclass_path: subprocess.Popen"),
+    ("trainer", "max_epochs", "{init_args: {}}"),
+], ids=["model_text", "model_file", "net_args_text", "optimizer_args_text", "scheduler_args_file",
+        "class_path_in_any", "class_words_in_text", "init_args_text"])
+def test_a_found_config_with_code_hidden_in_strings_or_files_is_refused(finished_run, tmp_path, section, field,
+                                                                        value):
+    import yaml
+
+    from lit_opt.errors import ConfigError
+    from lit_opt.found_config import read_found_config
+
+    config = yaml.safe_load((finished_run / "config.yaml").read_text())
+    if field is None:
+        config[section] = value
+    else:
+        config[section][field] = value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config).replace("MARKER", str(tmp_path / "code_ran")))
+    with pytest.raises(ConfigError, match="was not used"):
+        read_found_config(path)
+
+
+def test_a_checkpoint_whose_hyperparameters_hide_a_class_is_refused_and_runs_nothing(finished_run, tmp_path,
+                                                                                      capsys):
+    marker = tmp_path / "code_ran"
+    good = torch.load(finished_run / "last.ckpt", weights_only=True)
+    cases = {"text": {"optimizer_args": "{a: " + POPEN.replace("MARKER", str(marker)) + "}"},
+             "mapping": {"net_args": {"hidden": {"class_path": "subprocess.Popen",
+                                                 "init_args": {"args": f"touch {marker}", "shell": True}}}},
+             "class_path": {"_class_path": "subprocess.Popen"},
+             "instantiator": {"_instantiator": "subprocess.Popen"}}
+    for name, change in cases.items():
+        path = tmp_path / f"{name}.ckpt"
+        torch.save({**good, "hyper_parameters": {**good["hyper_parameters"], **change}}, path)
+        for command in ("validate", "fit"):
+            code, err = run_cli(capsys, command, "--ckpt_path", str(path), "--run.root", str(tmp_path / "runs"),
+                                *QUIET)
+            assert code == 2 and str(path) in err, (name, command, err)
+    assert not marker.exists()

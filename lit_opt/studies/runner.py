@@ -196,6 +196,8 @@ def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
             aside.parent.mkdir(exist_ok=True)
             run_dir.rename(aside)
             log(f"{trial.name}: interrupted before any checkpoint; its folder is moved to {aside}, starting again")
+    from lightning.fabric.utilities.exceptions import MisconfigurationException  # Lightning's refusal
+
     t0 = time.perf_counter()
     try:
         summary = _fit(args, ckpt)
@@ -211,7 +213,9 @@ def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
         raise KeyboardInterrupt from None
     except StorageError:
         raise
-    except LitOptError as exc:
+    except OSError as exc:  # writing the run's files: a full disk ends the study (exit 74)
+        raise StorageError(StorageError.describe(exc)) from exc
+    except (LitOptError, MisconfigurationException) as exc:
         raise ConfigError(f"trial {trial.name} was refused: {exc}\nIts command:\n  {trial.command()}") from None
     log(f"{trial.name}: finished in {time.perf_counter() - t0:.0f} s, test/acc {summary.get('test/acc')}")
     return "finished"
