@@ -69,3 +69,8 @@ class StorageError(LitOptError):
         return (f"could not write {where}: {what}. The run's earlier files and checkpoints are "
                 f"intact; free some space (or fix the folder) and resume from its last.ckpt."
                 if where else f"a file operation failed: {what}.")
+
+
+class Terminated(Exception):
+    """SIGTERM reached a study (between trials, or a trial stopped by it): it ends as after
+    Ctrl-C, with exit code 143. Not a LitOptError: nothing about the input was wrong."""

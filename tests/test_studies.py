@@ -262,3 +262,53 @@ def test_an_interrupted_study_resumes_without_touching_finished_trials(digits, t
     (aside,) = (out / "interrupted").iterdir()
     assert (aside / "notes.txt").read_text() == "mine"
     assert [g["finished"] for g in read_csv(out / "report" / "groups.csv")] == ["1"] * 3
+
+
+def test_jobs_2_runs_trials_in_parallel_processes_with_the_sequential_results(swept, digits, tmp_path):
+    import torch
+
+    out = tmp_path / "lr"
+    assert main(["sweep", "--param", "model.lr", "0.05,0.5", "--seeds", "2", "--out", str(out), "--jobs", "2",
+                 *tiny(digits)]) == 0
+    names = [t["name"] for t in json.loads((swept / "study.json").read_text())["trials"]]
+    assert len(names) == 4
+    for name in names:  # each trial as its sequential twin: same numbers, same weights
+        mine, theirs = summary(out / name), summary(swept / name)
+        for key in ("test/acc", "test/loss", "best_val_acc", "global_step"):
+            assert mine[key] == theirs[key], (name, key)
+        a = torch.load(out / name / "last.ckpt", weights_only=True)["state_dict"]
+        b = torch.load(swept / name / "last.ckpt", weights_only=True)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in b), name
+        assert (out / "logs" / f"{name}.log").stat().st_size > 0
+    mine = {g["group"]: g["test_acc_mean"] for g in read_csv(out / "report" / "groups.csv")}
+    assert mine == {g["group"]: g["test_acc_mean"] for g in read_csv(swept / "report" / "groups.csv")}
+    # A second run skips every finished trial, as a sequential study does.
+    assert main(["sweep", "--param", "model.lr", "0.05,0.5", "--seeds", "2", "--out", str(out), "--jobs", "2",
+                 *tiny(digits)]) == 0
+
+
+def test_sigterm_stops_a_parallel_study_trials_keep_their_checkpoints_and_the_rerun_finishes(digits, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "par"
+    argv = ["sweep", "--param", "model.lr", "0.05,0.5", "--out", str(out), "--jobs", "2", *tiny(digits),
+            "--data.batch_size", "5", "--trainer.max_epochs", "4"]
+    proc = subprocess.Popen([sys.executable, "-m", "lit_opt", *argv], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    t0 = time.monotonic()
+    while len(list(out.glob("*/last.ckpt"))) < 2:  # both trials past their first epoch
+        assert proc.poll() is None and time.monotonic() - t0 < 120, "the trials did not start"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output
+    assert "Study stopped by SIGTERM" in output
+    for log in (out / "logs").glob("*.log"):
+        assert "Stopped by SIGTERM" in log.read_text()  # each trial stopped after a batch, saving
+    assert not list(out.glob("*/summary.json"))
+    assert main(argv) == 0
+    assert len(list(out.glob("*/summary.json"))) == 2

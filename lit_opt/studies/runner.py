@@ -9,8 +9,9 @@ r"""`python -m lit_opt sweep` and `python -m lit_opt compare`: run a study's tri
 
 Options the study does not know are `fit` options, given to every trial. Each trial runs
 in this process through the job API (lit_opt/jobs.py), the same run as `python -m lit_opt
-fit ... --run.root STUDY --run.name TRIAL`; its failures arrive as typed exceptions. Its
-folder says how far it got:
+fit ... --run.root STUDY --run.name TRIAL`; its failures arrive as typed exceptions. With
+`--jobs N`, N trials run at a time as such processes (lit_opt/studies/parallel.py). A
+trial's folder says how far it got:
 
 - summary.json: finished, skipped when the study runs again (its files are not touched);
 - diverged.json (written by the run): the loss became NaN/inf at the step it names;
@@ -48,6 +49,7 @@ from lit_opt.errors import (
     LitOptError,
     RunStopped,
     StorageError,
+    Terminated,
 )
 from lit_opt.studies import spec as specs
 from lit_opt.studies.results import DIVERGED_FILE, trial_state
@@ -86,6 +88,10 @@ def _parser(kind: str) -> argparse.ArgumentParser:
                         "(default: 95%% of the best group's best validation accuracy)")
     p.add_argument("--print-commands", action="store_true",
                    help="print one `python -m lit_opt fit ...` line per trial and run nothing")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run N trials at a time, each in its own process (the same results as one by "
+                        "one: each keeps torch's thread count; with CUDA, one device each in turn); "
+                        "default 1, in this process")
     return p
 
 
@@ -149,7 +155,11 @@ def _main(kind: str, argv: Sequence[str]) -> int:
             print(trial.command())
         print(f"# {len(study.trials)} trials; afterwards: python -m lit_opt report {study.out}", file=sys.stderr)
         return 0
-    return run_study(study)
+    jobs = _parser(kind).parse_known_args(list(argv))[0].jobs
+    if jobs < 1:
+        print(f"error: --jobs must be >= 1, got {jobs}", file=sys.stderr)
+        return 2
+    return run_study(study, jobs=jobs)
 
 
 # --- the study folder --------------------------------------------------------------------
@@ -178,13 +188,15 @@ def save_study(study: specs.Study) -> Path:
     return path
 
 
-def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
-    """Run (or resume, or skip) one trial; returns its state afterwards (results.trial_state)."""
+def prepare_trial(study: specs.Study, trial: specs.Trial, log=print) -> Optional[tuple[list[str], Optional[str]]]:
+    """(fit options, checkpoint to resume or None) for a trial still to run; None if its folder
+    says it finished or diverged before (its files are not touched). A trial interrupted
+    before any checkpoint has its folder moved aside to STUDY/interrupted/ and starts again."""
     run_dir = study.out / trial.name
     state = trial_state(run_dir)
     if state in ("finished", "diverged"):
         log(f"{trial.name}: {state} before, skipped")
-        return state
+        return None
     args, ckpt = trial.args, None
     if state == "interrupted":
         last = run_dir / "last.ckpt"
@@ -196,6 +208,17 @@ def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
             aside.parent.mkdir(exist_ok=True)
             run_dir.rename(aside)
             log(f"{trial.name}: interrupted before any checkpoint; its folder is moved to {aside}, starting again")
+    return args, ckpt
+
+
+def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
+    """Run (or resume, or skip) one trial in this process; returns its state afterwards
+    (results.trial_state)."""
+    prepared = prepare_trial(study, trial, log)
+    if prepared is None:
+        return trial_state(study.out / trial.name)
+    args, ckpt = prepared
+    run_dir = study.out / trial.name
     from lightning.fabric.utilities.exceptions import MisconfigurationException  # Lightning's refusal
 
     t0 = time.perf_counter()
@@ -228,16 +251,13 @@ def _fit(args: list[str], ckpt_path: Optional[str]) -> dict:
     return prepare_fit(args, ckpt_path=ckpt_path).run()
 
 
-class Terminated(Exception):
-    """SIGTERM reached the study (between trials, or a trial stopped by it)."""
-
-
 def _raise_terminated(signum, frame) -> None:
     raise Terminated
 
 
-def run_study(study: specs.Study, log=print) -> int:
-    """Run every trial not finished yet, then write STUDY/report/. Returns an exit code."""
+def run_study(study: specs.Study, log=print, jobs: int = 1) -> int:
+    """Run every trial not finished yet (`jobs` at a time: lit_opt/studies/parallel.py), then
+    write STUDY/report/. Returns an exit code."""
     import threading
 
     on_main = threading.current_thread() is threading.main_thread()
@@ -245,18 +265,23 @@ def run_study(study: specs.Study, log=print) -> int:
     # and while one loads, this one ends the study the same way Ctrl-C does.
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
     try:
-        return _run_trials(study, log)
+        return _run_trials(study, log, jobs)
     finally:
         if on_main:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _run_trials(study: specs.Study, log=print) -> int:
+def _run_trials(study: specs.Study, log=print, jobs: int = 1) -> int:
     code = 0
     n = len(study.trials)
-    log(f"{study.kind}: {n} trials in {study.out}")
+    log(f"{study.kind}: {n} trials in {study.out}" + (f", {jobs} at a time" if jobs > 1 else ""))
     try:
-        for i, trial in enumerate(study.trials, 1):
+        if jobs > 1:
+            from lit_opt.studies.parallel import run_parallel
+
+            todo = [(t, *p) for t in study.trials if (p := prepare_trial(study, t, log)) is not None]
+            code = run_parallel(study, todo, jobs, log)
+        for i, trial in enumerate(study.trials if jobs == 1 else [], 1):
             log(f"[{i}/{n}] {trial.name}")
             try:
                 run_trial(study, trial, log)
