@@ -312,3 +312,11 @@ def test_sigterm_stops_a_parallel_study_trials_keep_their_checkpoints_and_the_re
     assert not list(out.glob("*/summary.json"))
     assert main(argv) == 0
     assert len(list(out.glob("*/summary.json"))) == 2
+
+
+def test_a_study_run_without_its_test_still_reports(digits, tmp_path):
+    out = tmp_path / "untested"
+    assert main(["sweep", "--param", "model.lr", "0.05,0.5", "--out", str(out), *tiny(digits),
+                 "--run.test", "false"]) == 0
+    groups = read_csv(out / "report" / "groups.csv")
+    assert [g["finished"] for g in groups] == ["1", "1"] and all(not g["test_acc_mean"] for g in groups)

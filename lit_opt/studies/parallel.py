@@ -52,6 +52,10 @@ def run_parallel(study, trials: list[tuple], jobs: int, log: Callable = print) -
             while pending and len(running) < jobs and stop_signal is None and refused is None:
                 trial, args, ckpt = pending.pop(0)
                 env = dict(os.environ)
+                # Children that share the cores must not spin while they wait (GNU OpenMP's
+                # default): measured on 2 cores, two spinning trials took 91 s each against 10-17 s
+                # passive (docs/performance.md). How threads wait changes no result.
+                env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
                 if devices:
                     env["CUDA_VISIBLE_DEVICES"] = devices[len(running) % len(devices)]
                 argv = [sys.executable, "-m", "lit_opt", "fit", *args, *(["--ckpt_path", ckpt] if ckpt else [])]

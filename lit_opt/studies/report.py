@@ -253,7 +253,8 @@ def _figures(groups: list[Group], shown: list[Group], keys: list[str], kind: str
             add(lambda: figures.first_layer_weights(groups, key, out / "weights.png"),
                 f"First-layer weights (8 units, the same in each row) at the smallest, middle and largest "
                 f"{short_key(key)}")
-    best = max((g for g in shown if g.finished), key=lambda g: g.stat("test/acc")[0], default=None)
+    tested = [g for g in shown if g.finished and g.stat("test/acc")[0] is not None]  # none with --run.test false
+    best = max(tested, key=lambda g: g.stat("test/acc")[0], default=None)
     if best is not None and (best.finished[0].path / "confusion_test.png").is_file():
         shutil.copyfile(best.finished[0].path / "confusion_test.png", out / "best_confusion_test.png")
         add(lambda: out / "best_confusion_test.png",
