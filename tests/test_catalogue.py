@@ -451,8 +451,8 @@ def test_two_hundred_pictures_in_one_call(finished_run, pictures, tmp_path, caps
 def slow_fit(data: Path, root, name: str, *more: str) -> list[str]:
     """A run of many small batches, long enough to be interrupted mid-epoch by a signal."""
     return ["fit", "--run.root", str(root), "--run.name", name, *QUIET, "--data.data_dir", str(data),
-            "--data.download", "false", "--data.val_size", "100", "--data.batch_size", "10",
-            "--trainer.max_epochs", "2", "--run.test", "false", "--model.dropout", "0.2", *more]
+            "--data.download", "false", "--data.val_size", "100", "--data.batch_size", "5",
+            "--trainer.max_epochs", "6", "--run.test", "false", "--model.dropout", "0.2", *more]
 
 
 def epoch_rows(run_dir: Path) -> list[dict]:
@@ -468,7 +468,7 @@ def load(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def uninterrupted(data, tmp_path_factory) -> Path:
-    """The reference: the slow run of 2 epochs, never interrupted."""
+    """The reference: the slow run of 6 epochs, never interrupted."""
     tmp = tmp_path_factory.mktemp("whole")
     assert main(slow_fit(data, tmp / "runs", "whole")) == 0
     return tmp / "runs" / "whole"
@@ -479,27 +479,27 @@ def test_a_signal_mid_epoch_saves_the_step_and_the_resume_matches_an_uninterrupt
         data, tmp_path, uninterrupted, sig, code):
     proc = process(*slow_fit(data, tmp_path / "runs", "run"), cwd=tmp_path)
     run_dir = tmp_path / "runs" / "run"
-    # Early in epoch 1 (50 batches an epoch): epoch 0's row and last.ckpt are written, so the
-    # stop lands at one of epoch 1's batches however slow or fast this machine is.
+    # After epoch 0 (100 batches an epoch, 6 epochs): its row and last.ckpt are written, so the
+    # stop lands at a batch of a later epoch, long before the end on any machine.
     wait_for(lambda: (run_dir / "epochs.csv").exists() and (run_dir / "last.ckpt").exists(),
              what="the first epoch")
     os.kill(proc.pid, sig)
     assert proc.wait(timeout=60) == code
     out = (tmp_path / "out.txt").read_text()
-    assert f"Stopped by {signal.Signals(sig).name} at epoch 1, step" in out
+    assert f"Stopped by {signal.Signals(sig).name} at epoch " in out
     assert "Resume with:" in out and "last.ckpt" in out
     step = load(run_dir / "last.ckpt")["global_step"]
-    assert 50 < step < 100  # the current step, not the epoch start
+    assert 100 < step < 600 and step % 100 != 0  # the current step, not an epoch's start
     # Resume in this process (the run's own config.yaml is plain settings: used by itself).
     assert main(["fit", "--ckpt_path", str(run_dir / "last.ckpt"), *QUIET]) == 0
     resumed, whole = load(run_dir / "last.ckpt"), load(uninterrupted / "last.ckpt")
-    assert resumed["global_step"] == whole["global_step"] == 100
+    assert resumed["global_step"] == whole["global_step"] == 600
     for key, value in whole["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], value), key
     # The logs describe the whole training: the interrupted epoch's loss and accuracy are the
     # uninterrupted run's, each epoch once.
     rows, reference = epoch_rows(run_dir), epoch_rows(uninterrupted)
-    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert [r["epoch"] for r in rows] == [str(e) for e in range(6)]
     for got, want in zip(rows, reference):
         for key in ("step", "train/loss", "train/acc", "val/loss", "val/acc"):
             assert float(got[key]) == pytest.approx(float(want[key]), rel=1e-6), (got["epoch"], key)
@@ -509,10 +509,10 @@ def test_sigterm_stops_a_sweep_with_143_and_the_rerun_resumes(data, tmp_path):
     out = tmp_path / "study"
     study = ["sweep", "--param", "model.lr", "0.05,0.1", "--out", str(out), *QUIET, "--data.data_dir", str(data),
              "--data.download", "false", "--data.val_size", "100", "--data.batch_size", "5",
-             "--trainer.max_epochs", "1"]
+             "--trainer.max_epochs", "8"]
     proc = process(*study, cwd=tmp_path)
-    wait_for(lambda: any(out.glob("*/.lock")), what="the first trial to start")
-    time.sleep(1.0)
+    # The first trial past its first epoch (100 batches each, 8 epochs): stopped mid-trial.
+    wait_for(lambda: any(out.glob("*/last.ckpt")), what="the first trial's first epoch")
     os.kill(proc.pid, signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
     assert "Study stopped by SIGTERM" in (tmp_path / "out.txt").read_text()
@@ -528,10 +528,10 @@ def test_sigkill_at_random_moments_leaves_checkpoints_that_load_and_no_temp_file
     for _ in range(2):
         resume = (run_dir / "last.ckpt").exists()
         args = ["fit", "--ckpt_path", str(run_dir / "last.ckpt"), *QUIET] if resume else slow_fit(
-            data, tmp_path / "runs", "run")
+            data, tmp_path / "runs", "run", "--trainer.max_epochs", "20")
         proc = process(*args, cwd=tmp_path)
         wait_for(lambda: (run_dir / ".lock").exists() or proc.poll() is not None, what="the run to start")
-        time.sleep(float(rng.uniform(0.5, 2.5)))
+        time.sleep(float(rng.uniform(0.3, 1.5)))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
@@ -547,7 +547,8 @@ def test_sigkill_at_random_moments_leaves_checkpoints_that_load_and_no_temp_file
     # A kill between write and rename leaves a hidden temp file; the next start removes it.
     stale = run_dir / ".last.ckpt.tmp999999"
     stale.write_bytes(b"half a checkpoint")
-    assert main(["fit", "--ckpt_path", str(run_dir / "last.ckpt"), *QUIET, "--trainer.max_epochs", "2"]) == 0
+    epochs = str(load(run_dir / "last.ckpt")["epoch"] + 2)  # one more epoch than the checkpoint holds
+    assert main(["fit", "--ckpt_path", str(run_dir / "last.ckpt"), *QUIET, "--trainer.max_epochs", epochs]) == 0
     assert not stale.exists()
 
 

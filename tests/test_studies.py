@@ -296,7 +296,7 @@ def test_sigterm_stops_a_parallel_study_trials_keep_their_checkpoints_and_the_re
 
     out = tmp_path / "par"
     argv = ["sweep", "--param", "model.lr", "0.05,0.5", "--out", str(out), "--jobs", "2", *tiny(digits),
-            "--data.batch_size", "5", "--trainer.max_epochs", "4"]
+            "--data.batch_size", "5", "--trainer.max_epochs", "12"]
     proc = subprocess.Popen([sys.executable, "-m", "lit_opt", *argv], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     t0 = time.monotonic()
