@@ -5,7 +5,8 @@
     python -m gui --screenshot docs/images          # train a short MNIST run, save PNGs mid-run
 
 Only PySide6 and pyqtgraph load before the window shows; torch and Lightning follow in
-a background thread.
+a background thread. Before any of it, `gui.startup_check` makes sure Qt can open a window
+here (system libraries, display) and says what to install instead of letting Qt abort.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from gui.startup_check import startup_problem
+
+    # Qt aborts the process (exit 134) when xcb libraries or the display are missing: say so first.
+    problem = startup_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     from PySide6.QtWidgets import QApplication
 
     import gui  # noqa: F401  (the PySide6 6.12.0 guard, before any signal)
