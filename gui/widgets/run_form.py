@@ -11,6 +11,11 @@ optimizer (for SAM: its own and its base optimizer's) are shown. A config keeps 
 the form does not show, and writes a shown value only when it differs from the default or
 the loaded file had it, so Load then Save gives back the same file and a run started here
 repeats with `python -m lit_opt fit --config FILE`.
+
+The run's own settings (epochs, seed, run name, runs folder, device) come first, so they
+show without scrolling in a small window. `set_locked(True)` makes the form read-only
+while a run trains (its edits would change nothing) and says so; `info_message` confirms
+a Load or Save ("Loaded FILE"). The mouse wheel changes no field that lacks focus.
 """
 
 from __future__ import annotations
@@ -21,12 +26,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QPushButton, QVBoxLayout, QWidget)
 
 from lit_opt import declarations, optim
 from lit_opt.optim.hyperparameter import Hyperparameter as H
-from gui.widgets.fields import ParamField
+from gui.widgets.fields import ParamField, guard_wheel
 
 # lit_opt's own tables of choices: importable without torch, so the form opens at once.
 DATASETS = list(declarations.DATASETS)
@@ -66,6 +71,8 @@ _TRAINING = [
     ("run.name", H("name", str, None, help="run folder name (blank: <dataset>-<net>-<optimizer>-<date>-<time>)"), None),
     ("run.root", H("root", str, "checkpoints", help="folder that holds the run folders"), "checkpoints"),
 ]
+_LABELS = {"trainer.max_epochs": "epochs", "run.name": "run name", "run.root": "runs folder"}
+_PLACEHOLDERS = {"run.name": "automatic: dataset-net-optimizer-date-time"}
 OPTIONAL = {"data.train_size", "data.test_size", "model.weight_decay", "model.early_stopping", "run.name"}
 
 CLI_HINT = ("Runs on several devices belong to the command line, because Lightning's DDP "
@@ -139,6 +146,9 @@ class RunForm(QWidget):
 
     changed = Signal()
     error_message = Signal(str)  # a file could not be read or written
+    info_message = Signal(str)  # "Loaded FILE", "Saved FILE": for the window's status bar
+    LOCKED_NOTE = ("Settings of the running run (read-only): they apply to this run only. "
+                   "Edit them for the next run once it ends.")
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -146,7 +156,9 @@ class RunForm(QWidget):
         self._base: dict = {}  # the loaded config: keys the form does not show survive here
         self._fields: dict[str, ParamField] = {}
         self._gpus: list[str] = []
+        self._locked = False
         layout = QVBoxLayout(self)
+        layout.setSpacing(4)
 
         buttons = QHBoxLayout()
         self.load_button, self.save_button = QPushButton("Load YAML…"), QPushButton("Save YAML…")
@@ -157,22 +169,42 @@ class RunForm(QWidget):
         buttons.addWidget(self.load_button)
         buttons.addWidget(self.save_button)
         layout.addLayout(buttons)
+        self.source_label = QLabel("")  # "loaded FILE", once a file is loaded
+        self.source_label.setObjectName("form_source")
+        self.source_label.setVisible(False)
+        layout.addWidget(self.source_label)
+        self.locked_note = QLabel(self.LOCKED_NOTE)
+        self.locked_note.setObjectName("form_locked")
+        self.locked_note.setWordWrap(True)
+        self.locked_note.setStyleSheet("QLabel { background: #fff4c2; border: 1px solid #d9c26a; "
+                                       "border-radius: 3px; padding: 3px; }")
+        self.locked_note.setVisible(False)
+        layout.addWidget(self.locked_note)
+
+        # the run itself first: visible without scrolling
+        run = self._group(layout, "Run")
+        self._add_fields(run, _TRAINING)
+        self.device = QComboBox()
+        self.device.setObjectName("device")
+        self.device.setToolTip("CPU or one GPU. " + CLI_HINT)
+        run.addRow("device", self.device)
 
         # data
         data = self._group(layout, "Data")
         self.dataset = QComboBox()
         self.dataset.addItems(DATASETS)
         self.dataset.setObjectName("dataset")
+        guard_wheel(self.dataset)
         data.addRow("dataset", self.dataset)
         default_dir = os.environ.get("LIT_OPT_DATA") or "~/.cache/lit_opt/data"
         self.data_dir = ParamField(H("data_dir", str, None, help="dataset folder"), optional=True,
                                    placeholder=f"default: {default_dir}")
-        browse = QPushButton("…")
-        browse.setFixedWidth(28)
-        browse.clicked.connect(self._browse_data)
+        self.browse_button = QPushButton("…")
+        self.browse_button.setFixedWidth(28)
+        self.browse_button.clicked.connect(self._browse_data)
         row = QHBoxLayout()
         row.addWidget(self.data_dir)
-        row.addWidget(browse)
+        row.addWidget(self.browse_button)
         data.addRow("data folder", row)
         self._add_fields(data, _DATA)
 
@@ -182,8 +214,9 @@ class RunForm(QWidget):
         self.net.addItems(list(NET_OPTIONS))
         self.net.setCurrentText("mlp")
         self.net.setObjectName("net")
+        guard_wheel(self.net)
         net.addRow("net", self.net)
-        self._net_box = QFormLayout()
+        self._net_box = self._sub_form()
         net.addRow(self._net_box)
         self._net_fields: dict[str, ParamField] = {}
 
@@ -196,8 +229,9 @@ class RunForm(QWidget):
             self.optimizer.setItemData(self.optimizer.count() - 1, optim.info(name).description,
                                        Qt.ItemDataRole.ToolTipRole)
         self.optimizer.setCurrentText("sgd")  # the spine's default
+        guard_wheel(self.optimizer)
         opt.addRow("optimizer", self.optimizer)
-        self._opt_box = QFormLayout()
+        self._opt_box = self._sub_form()
         opt.addRow(self._opt_box)
         self._opt_fields: dict[str, ParamField] = {}
         self.lr: Optional[ParamField] = None
@@ -209,17 +243,13 @@ class RunForm(QWidget):
         self.scheduler = QComboBox()
         self.scheduler.addItems(list(SCHEDULER_OPTIONS))
         self.scheduler.setObjectName("scheduler")
+        guard_wheel(self.scheduler)
         sched.addRow("scheduler", self.scheduler)
-        self._sched_box = QFormLayout()
+        self._sched_box = self._sub_form()
         sched.addRow(self._sched_box)
         self._sched_fields: dict[str, ParamField] = {}
 
-        train = self._group(layout, "Training")
-        self._add_fields(train, _TRAINING)
-        self.device = QComboBox()
-        self.device.setObjectName("device")
-        self.device.setToolTip("CPU or one GPU. " + CLI_HINT)
-        train.addRow("device", self.device)
+        guard_wheel(self.device)
         self.set_gpus([])
         layout.addStretch(1)
 
@@ -235,15 +265,26 @@ class RunForm(QWidget):
     def _group(self, layout: QVBoxLayout, title: str) -> QFormLayout:
         box = QGroupBox(title)
         form = QFormLayout(box)
+        form.setContentsMargins(6, 4, 6, 4)
+        form.setVerticalSpacing(4)
         layout.addWidget(box)
+        return form
+
+    @staticmethod
+    def _sub_form() -> QFormLayout:
+        """The rows that change with the chosen net, optimizer or schedule (inside a group)."""
+        form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setHorizontalSpacing(6)
+        form.setVerticalSpacing(4)
         return form
 
     def _add_fields(self, form: QFormLayout, specs) -> None:
         for path, hp, _default in specs:
-            field = ParamField(hp, optional=path in OPTIONAL)
+            field = ParamField(hp, optional=path in OPTIONAL, placeholder=_PLACEHOLDERS.get(path, ""))
             field.changed.connect(self.changed)
             self._fields[path] = field
-            form.addRow(hp.name.replace("_", " "), field)
+            form.addRow(_LABELS.get(path, hp.name.replace("_", " ")), field)
 
     def _rebuild(self, box: QFormLayout, fields: dict, hps, values: dict) -> None:
         while box.rowCount():
@@ -254,6 +295,7 @@ class RunForm(QWidget):
             if hp.name in values:
                 field.set_value(values[hp.name])
             field.changed.connect(self.changed)
+            field.set_read_only(self._locked)
             fields[hp.name] = field
             box.addRow(hp.name.replace("_", " "), field)
 
@@ -340,6 +382,26 @@ class RunForm(QWidget):
             return f"gpu:{index}"
         return "auto"
 
+    # --- read-only during a run ------------------------------------------------------------
+
+    def set_locked(self, locked: bool) -> None:
+        """Read-only (True) while a run trains, with a note saying so; False: editable again.
+        Save YAML stays available (it writes the settings shown); Load is refused."""
+        self._locked = bool(locked)
+        for field in self._all_fields():
+            field.set_read_only(self._locked)
+        for widget in (self.dataset, self.net, self.optimizer, self.scheduler, self.device,
+                       self.load_button, self.browse_button):
+            widget.setEnabled(not self._locked)
+        self.locked_note.setVisible(self._locked)
+
+    def is_locked(self) -> bool:
+        return self._locked
+
+    def _all_fields(self) -> list[ParamField]:
+        return [self.data_dir, *self._fields.values(), *self._net_fields.values(),
+                *self._opt_fields.values(), *self._sched_fields.values()]
+
     # --- config in and out -----------------------------------------------------------------
 
     def load_config(self, config: dict) -> None:
@@ -367,9 +429,7 @@ class RunForm(QWidget):
         self._select_device(self._device_of(c))
 
     def errors(self) -> list[str]:
-        fields = [self.data_dir, *self._fields.values(), *self._net_fields.values(),
-                  *self._opt_fields.values(), *self._sched_fields.values()]
-        return [err for f in fields if (err := f.error())]
+        return [err for f in self._all_fields() if (err := f.error())]
 
     def to_config(self) -> dict:
         """The form as a config dict; FormError lists every invalid field."""
@@ -457,17 +517,28 @@ class RunForm(QWidget):
     # --- files -------------------------------------------------------------------------------
 
     def load(self, path: str | Path) -> None:
+        """Fill the form from a YAML config; `info_message` says "Loaded FILE"."""
         import yaml
 
         self.load_config(yaml.safe_load(Path(path).read_text()) or {})
+        shown = _shown_path(path)
+        self.source_label.setText(f"loaded {shown}")
+        self.source_label.setToolTip(str(Path(path).resolve()))
+        self.source_label.setVisible(True)
+        self.info_message.emit(f"Loaded {shown}")
 
     def save(self, path: str | Path) -> None:
+        """Write the form as a YAML config; `info_message` says "Saved FILE"."""
         import yaml
 
         Path(path).write_text(yaml.safe_dump(self.to_config(), sort_keys=False))
+        self.info_message.emit(f"Saved {_shown_path(path)}")
 
     @Slot()
     def _ask_load(self) -> None:
+        if self._locked:  # the File menu reaches here too
+            self.info_message.emit("The form shows the running run's settings: load a config once it ends.")
+            return
         path, _ = QFileDialog.getOpenFileName(self, "Load config", "configs", "YAML (*.yaml *.yml)")
         if path:
             try:
@@ -489,3 +560,12 @@ class RunForm(QWidget):
         path = QFileDialog.getExistingDirectory(self, "Data folder")
         if path:
             self.data_dir.set_value(path)
+
+
+def _shown_path(path: str | Path) -> str:
+    """A path as people read it: relative to the working folder when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
