@@ -114,6 +114,29 @@ def _soap(params, **kwargs):
     return SOAP(params, **kwargs)
 
 
+def _schedulefree(class_name: str):
+    """The authors' own Schedule-Free optimizers (facebookresearch/schedule_free, the `schedulefree`
+    package: AdamWScheduleFree, SGDScheduleFree), started in training mode.
+
+    The authors' optimizers start with train_mode False and refuse to step until `train()` is
+    called; with no state yet, `train()` only sets that flag, so every training loop (the
+    playground's, SAM's base step, the tests') can step them at once. Evaluating at the
+    average x instead of the gradient point y is lit_opt.eval_point.EvalPoint's job (the entry's
+    `eval_point`). pytorch_optimizer's ScheduleFreeAdamW is not used: it adds 1e-15 to v/(1 -
+    beta2^t) under the square root, where the authors add nothing (docs/optimizers.md).
+    """
+
+    def factory(params, **kwargs):
+        import schedulefree
+
+        optimizer = getattr(schedulefree, class_name)(params, **kwargs)
+        optimizer.train()
+        return optimizer
+
+    factory.__name__ = f"schedulefree.{class_name}"
+    return factory
+
+
 def _sam(params, base, rho, adaptive, **base_kwargs):
     from pytorch_optimizer import SAM
 
@@ -130,7 +153,7 @@ _SAM_OWN = (
     Hyperparameter("base", str, "sgd", choices=(
         "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw", "lamb",
         "adamp", "expectigrad", "nadam", "radam", "adamax", "adafactor", "lion", "muon",
-        "ademamix", "soap", "prodigy"),
+        "ademamix", "soap", "prodigy", "schedulefree_adamw", "schedulefree_sgd"),
         help="base optimizer that takes the step with the perturbed-point gradient"),
     Hyperparameter("rho", float, 0.05, low=0.0,
                    help="radius of the ascent step (ASAM: about 2.0)"),
@@ -415,5 +438,58 @@ ENTRIES = (
                         help="cap on d's growth per step (1.02: a kind of warm-up; inf: none)")),
         source="lit_opt.optim.prodigy.Prodigy (konstmish/prodigy prodigyopt/prodigy.py; "
                "pytorch_optimizer's ignores coupled weight decay)"),
+    # The authors' package (schedulefree 1.4.1, facebookresearch/schedule_free): per step k = 0, 1, ...
+    # lr_k = lr*min(1, (k+1)/warmup_steps), lr_max = max over steps of lr_k,
+    # c = (k+1)^r lr_max^weight_lr_power / (sum of those weights so far), and with the gradient g
+    # at y:  z <- z - lr_k*(u + weight_decay*y),  x <- (1 - c) x + c z,  y = beta x + (1 - beta) z,
+    # where u = g (SGD) or g / (sqrt(v / (1 - beta2^(k+1))) + eps), v the EMA of g^2 (AdamW).
+    # Only y and z are stored: the weights hold y while training, and optimizer.eval() moves them
+    # to x. Evaluation, test and checkpoints need x: the entry's eval_point (lit_opt.eval_point).
+    # Meant to be used without a learning-rate schedule (lit_opt.eval_point.check_schedule).
+    OptimizerInfo(
+        "schedulefree_adamw", "AdamW without a schedule: steps z with Adam's normalized gradient, "
+                              "takes gradients at an interpolation y of z and the running average "
+                              "x, and evaluates at x (Defazio et al. 2024, AlgoPerf 2024 winner)",
+        _schedulefree("AdamWScheduleFree"),
+        (lr_field(0.0025, "learning rate of the steps on z; the authors: 1x-10x a scheduled AdamW's"),
+         Hyperparameter("betas", tuple, (0.9, 0.999), low=0.0, high=1.0, low_inclusive=False,
+                        help="beta1: y = (1-beta1)*z + beta1*x, the momentum (the authors: 0.9, 0.95 "
+                             "to 0.98 for long runs); beta2: decay of the squared-gradient average"),
+         eps_field(1e-8, "added to the bias-corrected sqrt(v)"),
+         wd_field(0.0, "decoupled weight decay computed at y: z <- z - lr*weight_decay*y (not "
+                  "divided by sqrt(v))"),
+         Hyperparameter("warmup_steps", int, 0, low=0,
+                        help="steps of linear learning-rate warm-up lr*(k+1)/warmup_steps (the "
+                             "authors recommend one; use it instead of a scheduler)"),
+         Hyperparameter("r", float, 0.0, low=0.0,
+                        help="the average x weights step k by (k+1)^r (0: uniform average)"),
+         Hyperparameter("weight_lr_power", float, 2.0, low=0.0,
+                        help="the average x also weights each step by lr_max^weight_lr_power, "
+                             "lr_max the largest lr so far (down-weights warm-up; 0: off)")),
+        source="schedulefree.AdamWScheduleFree (facebookresearch/schedule_free "
+               "adamw_schedulefree.py; pytorch_optimizer's adds 1e-15 under the square root)",
+        eval_point=True),
+    OptimizerInfo(
+        "schedulefree_sgd", "SGD without a schedule: steps z with the gradient, takes gradients "
+                            "at an interpolation y of z and the running average x, and "
+                            "evaluates at x (Defazio et al. 2024)",
+        _schedulefree("SGDScheduleFree"),
+        (lr_field(1.0, "learning rate of the steps on z; the authors: 10x-50x a classical SGD's "
+                  "(the first step is a full SGD step at lr)"),
+         Hyperparameter("momentum", float, 0.9, low=0.0, high=1.0, low_inclusive=False,
+                        help="y = (1-momentum)*z + momentum*x (the authors: 0.9, 0.95 to 0.98 for "
+                             "long runs)"),
+         wd_field(0.0, "weight decay computed at y, added to the gradient: z <- z - "
+                  "lr*(g + weight_decay*y)"),
+         Hyperparameter("warmup_steps", int, 0, low=0,
+                        help="steps of linear learning-rate warm-up lr*(k+1)/warmup_steps (the "
+                             "authors recommend one; use it instead of a scheduler)"),
+         Hyperparameter("r", float, 0.0, low=0.0,
+                        help="the average x weights step k by (k+1)^r (0: uniform average)"),
+         Hyperparameter("weight_lr_power", float, 2.0, low=0.0,
+                        help="the average x also weights each step by lr_max^weight_lr_power, "
+                             "lr_max the largest lr so far (down-weights warm-up; 0: off)")),
+        source="schedulefree.SGDScheduleFree (facebookresearch/schedule_free sgd_schedulefree.py)",
+        eval_point=True),
 )
 BY_NAME = {entry.name: entry for entry in ENTRIES}

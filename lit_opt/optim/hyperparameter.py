@@ -151,6 +151,10 @@ class OptimizerInfo:
     `needs_matrices` marks optimizers made for a net's weight matrices (muon refuses a net
     without a hidden one): the toy functions' single coordinate vector has none, so the
     playground leaves them out.
+    `eval_point` marks optimizers that evaluate at another point than they train at
+    (Schedule-Free: `optimizer.eval()` moves the weights to the average x, `optimizer.train()`
+    back to the gradient point y); lit_opt.eval_point.EvalPoint switches them around
+    validation, test and checkpoints.
     `resolve`, when set, replaces the plain schema check (SAM validates its extra
     keys against its base optimizer's schema).
     """
@@ -163,6 +167,7 @@ class OptimizerInfo:
     needs_closure: bool = False
     source: str = ""
     needs_matrices: bool = False
+    eval_point: bool = False
     resolve: Callable[[dict], dict] | None = field(default=None, repr=False, compare=False)
 
     def hyperparameter(self, name: str) -> Hyperparameter:
