@@ -16,6 +16,7 @@ trials can be handed to any scheduler. The package, one job per file:
               their exact `fit` command lines
 - runner.py   `compare` and `sweep`: run the trials in this process, resume, divergence
 - results.py  read run folders, group them by config minus the seed, mean/std over seeds
+- tuning.py   which learning rate of a grid is chosen (on every seed, or on the first seed only)
 - report.py   Markdown and CSV tables, and `report RUN_FOLDERS...`
 - figures.py  PNG figures (matplotlib, Agg backend, imported lazily)
 """

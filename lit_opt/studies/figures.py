@@ -4,7 +4,8 @@
   +- one std, one colour per optimizer or swept value (one row per dataset)
 - metric_vs_value: a group metric (test accuracy, time per epoch) against the swept value,
   log axis for log-spaced values, diverged values marked
-- lr_sensitivity: best validation accuracy against the learning rate, per optimizer
+- lr_sensitivity: best validation accuracy (and, for a study tuned on its first seed, that
+  seed's test accuracy) against the learning rate, per optimizer
 - first_layer_weights: 8 first-layer weight images per swept value, at three values (seed 003's
   figure 7)
 
@@ -166,9 +167,12 @@ def metric_vs_value(groups: list[Group], key: Optional[str], metric: str, ylabel
     return path
 
 
-def lr_sensitivity(groups: list[Group], path: Path, lr_key: str = "model.lr") -> Optional[Path]:
+def lr_sensitivity(groups: list[Group], path: Path, lr_key: str = "model.lr", test: bool = False,
+                   seed=None) -> Optional[Path]:
     """Best validation accuracy against the learning rate, one line per optimizer, one panel per
-    dataset; the chosen learning rate is starred, diverged ones are red crosses."""
+    dataset; the chosen learning rate is starred, diverged ones are red crosses. With `test`,
+    each optimizer's test accuracy too (dashed, same colour). `seed`: the groups hold that
+    seed's runs only (a study tuned on its first seed), said in the titles."""
     if not any(g.finished for g in groups) or not any(g.values.get(lr_key) is not None for g in groups):
         return None
     plt = _pyplot()
@@ -188,12 +192,17 @@ def lr_sensitivity(groups: list[Group], path: Path, lr_key: str = "model.lr") ->
                     if g.diverged and lr is not None:
                         diverged.append(lr)
                     continue
-                pts.append((lr, mean, std or 0.0, g.selected))
-            pts.sort()
+                pts.append((lr, mean, std or 0.0, g.selected, g.stat("test/acc")))
+            pts.sort(key=lambda p: p[0])
             if not pts:
                 continue
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], color=colour,
-                        marker="o", capsize=3, label=name)
+                        marker="o", capsize=3, label=f"{name} (val)" if test else name)
+            tested = [(p[0], *p[4]) for p in pts if p[4][0] is not None]
+            if test and tested:
+                ax.errorbar([t[0] for t in tested], [t[1] for t in tested], yerr=[t[2] or 0.0 for t in tested],
+                            color=colour, marker="s", markersize=4, capsize=3, linestyle="--",
+                            label=f"{name} (test)")
             for p in pts:
                 if p[3] and len(pts) > 1:
                     ax.plot([p[0]], [p[1]], marker="*", color=colour, markersize=15, markeredgecolor="black")
@@ -202,9 +211,9 @@ def lr_sensitivity(groups: list[Group], path: Path, lr_key: str = "model.lr") ->
                     clip_on=False)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
-        ax.set_ylabel("best validation accuracy")
-        ax.set_title(f"{panel}: lr sensitivity (star: chosen)" if panel else "lr sensitivity (star: chosen)",
-                     fontsize=10)
+        ax.set_ylabel("accuracy (solid: best validation, dashed: test)" if test else "best validation accuracy")
+        what = "lr sensitivity" + (f", seed {seed}" if seed is not None else "") + " (star: chosen)"
+        ax.set_title(f"{panel}: {what}" if panel else what, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -18,7 +18,11 @@ Runs are grouped by their config minus the seed; a group's numbers are the mean 
 
 When the learning rate and the optimizer vary (a comparison), each optimizer's learning rate
 is chosen on the mean best validation accuracy (as DeepOBS does) and the first table shows
-the chosen ones; the test set never takes part in the choice.
+the chosen ones; the test set never takes part in the choice. A study run with `tune:
+first_seed` (its study.json says so) chose on its first seed's runs alone: the report says
+which rate was chosen on which seed, that the other seeds ran only at it, and shows that
+seed's validation and test accuracy against the learning rate (table and
+lr_sensitivity.png).
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ from lit_opt.studies.results import (
     find_runs,
     group_runs,
     numeric,
-    select_learning_rates,
     varying_keys,
 )
+from lit_opt.studies.tuning import lr_families, select_learning_rates, tuning_score
 from lit_opt.studies.spec import label_value, short_key
 
 
@@ -169,8 +173,9 @@ def write_report(paths: Sequence, out: Path, target: Optional[float] = None, tit
     keys = varying_keys(runs, first=study.get("keys") or ())
     groups = group_runs(runs, keys)
     kind = study.get("kind") or ("compare" if "model.optimizer" in keys else "sweep")
+    tune_seed = study.get("tune_seed") if study.get("tune") == "first_seed" else None
     if kind == "compare" and "model.lr" in keys:
-        select_learning_rates(groups)
+        select_learning_rates(groups, tune_seed=tune_seed)
     given = target if target is not None else study.get("target")
     targets = targets_of(groups, given)
     out = Path(out)
@@ -196,17 +201,24 @@ def write_report(paths: Sequence, out: Path, target: Optional[float] = None, tit
                 f"first reached {what}, averaged over the runs that "
                 f"reached it; s / epoch is the mean of train/epoch_time."), ""]
     shown = [g for g in groups if g.selected]
+    tuning = _tuning_groups(groups, tune_seed) if tune_seed is not None and "model.lr" in keys else []
+    if tuning:
+        md += _tuning_section(groups, tuning, keys, tune_seed, sorted({r.seed for r in runs if r.seed is not None}))
     if kind == "compare" and len(shown) < len(groups):
         md += ["## Chosen learning rates", "",
-               "Each optimizer's learning rate chosen on the highest mean best validation accuracy.", ""]
+               (f"Each optimizer's learning rate chosen on seed {tune_seed}'s best validation accuracy (above); "
+                f"mean ± std over every seed at that rate." if tuning else
+                "Each optimizer's learning rate chosen on the highest mean best validation accuracy."), ""]
         md += _md_table(shown, keys, targets) + ["", "## Every learning rate", ""]
+        if tuning:
+            md += [f"The rates not chosen ran with seed {tune_seed} only.", ""]
         md += _md_table(groups, keys, targets)
     else:
         md += ["## Results", ""] + _md_table(groups, keys, targets)
     if class_lines:
         md += ["", "## Test accuracy per class", ""] + class_lines
 
-    pictures = _figures(groups, shown, keys, kind, out, study.get("keys") or [])
+    pictures = _figures(groups, shown, keys, kind, out, study.get("keys") or [], tuning, tune_seed)
     if pictures:
         md += ["", "## Figures", ""]
         for name, caption in pictures:
@@ -220,8 +232,58 @@ def write_report(paths: Sequence, out: Path, target: Optional[float] = None, tit
     return out / "report.md"
 
 
+def _tuning_groups(groups: list[Group], seed) -> list[Group]:
+    """Each group's run with the tuning seed alone (what a first_seed study chose on)."""
+    return [Group(g.values, [r for r in g.runs if r.seed == seed], g.selected) for g in groups]
+
+
+def _tuning_section(groups: list[Group], tuning: list[Group], keys: list[str], seed, seeds: list) -> list[str]:
+    """tune first_seed: which rate was chosen per family, on which seed, and the sensitivity table."""
+    family_keys = [k for k in keys if k != "model.lr"]
+    others = ", ".join(str(s) for s in seeds if s != seed) or "none"
+    md = ["## Learning-rate choice (tune: first_seed)", "",
+          (f"Two stages, as DeepOBS: each optimizer's learning-rate grid ran with seed {seed} only (stage 1); "
+           f"per {' and '.join(short_key(k) for k in family_keys) or 'optimizer'}, the rate with the highest best "
+           f"validation accuracy of seed {seed} was chosen (diverged runs lose, a tie goes to the smaller rate, "
+           f"the test set takes no part), and the other seeds ({others}) ran only at that rate (stage 2). An "
+           f"optimizer with a single rate had nothing to choose: every seed ran at it."), ""]
+    head = [*(short_key(k) for k in family_keys), "chosen lr", f"seed {seed}: best val acc per lr",
+            "seeds at the chosen lr"]
+    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_id = {id(g): t for g, t in zip(groups, tuning)}
+    for family in lr_families(groups):
+        family = sorted(family, key=lambda g: numeric(g.values.get("model.lr")) or 0.0)
+        chosen = [g for g in family if g.selected]
+        cells = []
+        for g in family:
+            run = by_id[id(g)].runs[0] if by_id[id(g)].runs else None
+            score = tuning_score(g, seed)
+            text = _fmt(score) if score is not None else (run.state if run is not None else "no run")
+            lr = label_value(g.values.get("model.lr"))
+            cells.append(f"**{lr}: {text}**" if g.selected and len(family) > 1 else f"{lr}: {text}")
+        if len(family) == 1:
+            lr_cell = f"{label_value(family[0].values.get('model.lr'))} (the only one)"
+        elif chosen:
+            lr_cell = label_value(chosen[0].values.get("model.lr"))
+        else:
+            lr_cell = f"none (no rate finished with seed {seed})"
+        at = ", ".join(str(r.seed) for r in chosen[0].runs) if chosen else "-"
+        md.append("| " + " | ".join([*(label_value(family[0].values[k]) for k in family_keys), lr_cell,
+                                      ", ".join(cells), at]) + " |")
+    md += ["", f"### Learning-rate sensitivity (seed {seed})", "",
+           f"Seed {seed}'s run at each rate (stage 1): the choice above is made on its best validation accuracy; "
+           f"its test accuracy is shown for the sensitivity only.", ""]
+    head = [*(short_key(k) for k in keys), "chosen", "best val acc", "test acc", "best epoch", "notes"]
+    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for t in tuning:
+        md.append("| " + " | ".join([*(label_value(t.values[k]) for k in keys), "yes" if t.selected else "",
+                                      _fmt(t.stat("best_val_acc")[0]), _fmt(t.stat("test/acc")[0]),
+                                      _fmt(t.stat("best_epoch")[0], None, 0), _notes(t)]) + " |")
+    return md + [""]
+
+
 def _figures(groups: list[Group], shown: list[Group], keys: list[str], kind: str, out: Path,
-             study_keys: list[str]) -> list[tuple[str, str]]:
+             study_keys: list[str], tuning: Sequence[Group] = (), tune_seed=None) -> list[tuple[str, str]]:
     pictures: list[tuple[str, str]] = []
 
     def add(draw, caption):
@@ -238,7 +300,11 @@ def _figures(groups: list[Group], shown: list[Group], keys: list[str], kind: str
     add(lambda: figures.curves(shown, out / "curves.png", row_key),
         "Training loss, validation loss and validation accuracy per epoch, mean over seeds with a ±1 std band"
         + (" (chosen learning rate of each optimizer)" if kind == "compare" else ""))
-    if kind == "compare":
+    if kind == "compare" and tuning:
+        add(lambda: figures.lr_sensitivity(list(tuning), out / "lr_sensitivity.png", test=True, seed=tune_seed),
+            f"Seed {tune_seed}'s best validation accuracy (solid) and test accuracy (dashed) against the learning "
+            f"rate per optimizer (stage 1); the rate chosen on validation is starred")
+    elif kind == "compare":
         add(lambda: figures.lr_sensitivity(groups, out / "lr_sensitivity.png"),
             "Best validation accuracy against the learning rate per optimizer; the chosen one is starred")
     if kind == "sweep" and keys:

@@ -255,16 +255,3 @@ def group_runs(runs: list[Run], keys: Optional[list[str]] = None) -> list[Group]
         return out
 
     return sorted(groups.values(), key=order)
-
-
-def select_learning_rates(groups: list[Group], lr_key: str = "model.lr") -> None:
-    """DeepOBS-style: among groups that differ only in the learning rate, keep the one with the
-    highest mean best validation accuracy (groups with no finished run rank last)."""
-    families: dict[str, list[Group]] = {}
-    for g in groups:
-        families.setdefault(canonical({k: v for k, v in g.values.items() if k != lr_key}), []).append(g)
-    for family in families.values():
-        scores = [g.stat("best_val_acc")[0] for g in family]
-        best = max(range(len(family)), key=lambda i: -1.0 if scores[i] is None else scores[i])
-        for i, g in enumerate(family):
-            g.selected = i == best

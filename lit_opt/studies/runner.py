@@ -24,6 +24,15 @@ per trial (for a cluster scheduler, or one process per GPU); `python -m lit_opt 
 STUDY` then reports whatever has finished. Exit codes: 0 every trial finished or diverged;
 1 a trial failed unexpectedly; 2 bad input; 74 a file could not be written (disk full);
 130 stopped by Ctrl-C, 143 by SIGTERM (run again to resume).
+
+`compare --tune first_seed` runs in two stages (DeepOBS's protocol): stage 1 is every
+learning rate of each optimizer's grid with the first seed; then, per dataset and optimizer,
+the rate with the best validation accuracy of that seed is chosen (diverged runs lose, a tie
+goes to the smaller rate; decided again from the stage-1 folders on every run, so a rerun
+resumes and skips as before) and stage 2 runs the other seeds at that rate only. With
+`--jobs N` each stage runs N at a time, one stage after the other. `--print-commands` cannot
+know stage 2 before stage 1 has finished: it prints stage 1's lines and says so on stderr;
+run it again once they have finished and it prints stage 2's.
 """
 
 from __future__ import annotations
@@ -52,7 +61,8 @@ from lit_opt.errors import (
     Terminated,
 )
 from lit_opt.studies import spec as specs
-from lit_opt.studies.results import DIVERGED_FILE, trial_state
+from lit_opt.studies.results import DIVERGED_FILE, load_run, trial_state
+from lit_opt.studies.tuning import choose_index
 
 STUDY_FILE = "study.json"
 
@@ -81,6 +91,10 @@ def _parser(kind: str) -> argparse.ArgumentParser:
                        help="registry names, each with its lr or lr grid: sgd:0.1 adam:1e-4,1e-3 "
                             "rmsprop:'logspace(-4,-2,3)'")
         p.add_argument("--datasets", nargs="+", metavar="NAME", help="dataset names (data.name), e.g. mnist fashion_mnist")
+        p.add_argument("--tune", choices=specs.TUNE_MODES,
+                       help="how an lr grid is searched: all_seeds (default: every rate with every seed, the "
+                            "best mean chosen afterwards) or first_seed (DeepOBS: every rate with the first "
+                            "seed, then the other seeds at the rate with its best validation accuracy)")
     p.add_argument("--seeds", help="N (seeds 0..N-1, default 1) or a comma list like 0,3,7")
     p.add_argument("--out", metavar="DIR", help="the study folder (default: checkpoints/studies/<study file name>)")
     p.add_argument("--target", type=float, metavar="ACC",
@@ -117,6 +131,8 @@ def _spec_from_args(kind: str, args, p) -> tuple[dict, Optional[Path]]:
             spec["datasets"] = list(args.datasets)
     if args.seeds is not None:
         spec["seeds"] = args.seeds
+    if kind == "compare" and args.tune is not None:
+        spec["tune"] = args.tune
     if args.target is not None:
         spec["target"] = args.target
     if not args.out and not spec.get("out"):
@@ -146,11 +162,16 @@ def compare_main(argv: Optional[Sequence[str]] = None) -> int:
 def _main(kind: str, argv: Sequence[str]) -> int:
     try:
         study, print_only = build(kind, argv)
+        if print_only and study.tune == "first_seed":
+            waiting = decide_stage_two(study, log=lambda *a: None)  # stage 2 of finished stage 1s
         save_study(study)
     except LitOptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if print_only:
+        if study.tune == "first_seed":
+            _print_two_stage(study, waiting)
+            return 0
         for trial in study.trials:
             print(trial.command())
         print(f"# {len(study.trials)} trials; afterwards: python -m lit_opt report {study.out}", file=sys.stderr)
@@ -160,6 +181,81 @@ def _main(kind: str, argv: Sequence[str]) -> int:
         print(f"error: --jobs must be >= 1, got {jobs}", file=sys.stderr)
         return 2
     return run_study(study, jobs=jobs)
+
+
+def _print_two_stage(study: specs.Study, waiting: set[str]) -> None:
+    """--print-commands with tune first_seed: the stage-1 lines of every family whose stage 1
+    has not finished, the stage-2 lines of every family whose rate is chosen; notes on stderr."""
+    one = [t for t in study.stage_one() if t.family in waiting]
+    two = [t for t in study.trials if t.stage == 2]
+    for trial in [*one, *two]:
+        print(trial.command())
+    seed, others = study.tune_seed, ", ".join(map(str, study.seeds[1:])) or "none"
+    err = sys.stderr
+    if one:
+        print(f"# tune first_seed, stage 1: {len(one)} lines: each learning rate of each grid with seed {seed} "
+              f"(an optimizer with a single rate: every seed).", file=err)
+        if len(study.seeds) > 1:
+            print(f"# NOTE: stage 2 (seeds {others}, each at the rate chosen on seed {seed}'s best validation "
+                  f"accuracy) depends on stage 1's results and is not printed. When these trials have "
+                  f"finished, run this command again with --print-commands: it then prints stage 2's lines.",
+                  file=err)
+    done = [f for f in study.grid() if f not in waiting]
+    if done:
+        print(f"# stage 1 finished for {len(done)} of {len(study.grid())} dataset/optimizer pairs "
+              f"(not printed again).", file=err)
+    for family, info in study.chosen.items():
+        if info.get("lr") is None:
+            print(f"# {family}: {info.get('note')}", file=err)
+    if two:
+        rates = ", ".join(f"{f} lr={specs.label_value(i['lr'])}" for f, i in study.chosen.items()
+                          if i.get("lr") is not None)
+        print(f"# tune first_seed, stage 2: {len(two)} lines: seeds {others} at the rates chosen on seed "
+              f"{seed}'s best validation accuracy ({rates}).", file=err)
+    print(f"# afterwards: python -m lit_opt report {study.out}", file=err)
+
+
+def decide_stage_two(study: specs.Study, log=print) -> set[str]:
+    """tune first_seed: for every family (dataset, optimizer) whose stage-1 trials have all
+    finished or diverged, choose the learning rate and add its stage-2 trials (the other
+    seeds at that rate) to study.trials; record the choice in study.chosen. Read from the
+    stage-1 run folders alone, so the same folders always give the same choice. Returns the
+    families whose stage 1 has not finished yet (nothing decided for them)."""
+    waiting: set[str] = set()
+    for family, lrs in study.grid().items():
+        stage_one = study.stage_one(family)
+        states = {t.name: trial_state(study.out / t.name) for t in stage_one}
+        unfinished = [name for name, state in states.items() if state not in ("finished", "diverged")]
+        if unfinished:
+            waiting.add(family)
+            if len(lrs) > 1:
+                log(f"{family}: stage 1 not finished ({', '.join(unfinished)}); no learning rate chosen yet, "
+                    f"so no stage 2 for it: run the study again")
+            continue
+        if len(lrs) == 1:
+            continue  # nothing to choose: every seed ran in stage 1
+        # grid points ascending, so that a tie goes to the smaller rate
+        points = sorted((t for t in stage_one if t.seed == study.tune_seed), key=lambda t: t.lr)
+        scores = [load_run(study.out / t.name).metric("best_val_acc") if states[t.name] == "finished" else None
+                  for t in points]
+        best = choose_index(scores)
+        table = {specs.label_value(t.lr): (score if score is not None else states[t.name])
+                 for t, score in zip(points, scores)}
+        if best is None:
+            study.chosen[family] = {"lr": None, "seed": study.tune_seed, "val_acc": table,
+                                    "note": f"no learning rate finished with seed {study.tune_seed} "
+                                            f"(every one diverged): none chosen, no stage 2"}
+            log(f"{family}: {study.chosen[family]['note']}")
+            continue
+        chosen = points[best]
+        study.chosen[family] = {"lr": chosen.lr, "seed": study.tune_seed, "best_val_acc": scores[best],
+                                "trial": chosen.name, "val_acc": table}
+        new = study.add_stage_two(family, chosen.lr)
+        log(f"{family}: lr {specs.label_value(chosen.lr)} chosen on seed {study.tune_seed}'s best val acc "
+            f"{scores[best]:.4f} (" + ", ".join(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}"
+                                               for k, v in table.items())
+            + f"); seeds {', '.join(str(t.seed) for t in new) or '-'} run at it")
+    return waiting
 
 
 # --- the study folder --------------------------------------------------------------------
@@ -271,27 +367,46 @@ def run_study(study: specs.Study, log=print, jobs: int = 1) -> int:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
+def _run_batch(study: specs.Study, trials: list[specs.Trial], log=print, jobs: int = 1) -> int:
+    """Run (or resume, or skip) `trials`, `jobs` at a time; 0, or 1 if one failed unexpectedly."""
+    if jobs > 1:
+        from lit_opt.studies.parallel import run_parallel
+
+        todo = [(t, *p) for t in trials if (p := prepare_trial(study, t, log)) is not None]
+        return run_parallel(study, todo, jobs, log)
+    code, n = 0, len(trials)
+    for i, trial in enumerate(trials, 1):
+        log(f"[{i}/{n}] {trial.name}")
+        try:
+            run_trial(study, trial, log)
+        except (KeyboardInterrupt, Terminated, LitOptError):
+            raise
+        except Exception:  # noqa: BLE001  (one broken trial must not end a long study)
+            traceback.print_exc()
+            print(f"error: trial {trial.name} failed; the study goes on (run it again to retry)",
+                  file=sys.stderr)
+            code = 1
+    return code
+
+
 def _run_trials(study: specs.Study, log=print, jobs: int = 1) -> int:
     code = 0
-    n = len(study.trials)
-    log(f"{study.kind}: {n} trials in {study.out}" + (f", {jobs} at a time" if jobs > 1 else ""))
+    at_a_time = f", {jobs} at a time" if jobs > 1 else ""
     try:
-        if jobs > 1:
-            from lit_opt.studies.parallel import run_parallel
-
-            todo = [(t, *p) for t in study.trials if (p := prepare_trial(study, t, log)) is not None]
-            code = run_parallel(study, todo, jobs, log)
-        for i, trial in enumerate(study.trials if jobs == 1 else [], 1):
-            log(f"[{i}/{n}] {trial.name}")
-            try:
-                run_trial(study, trial, log)
-            except (KeyboardInterrupt, Terminated, LitOptError):
-                raise
-            except Exception:  # noqa: BLE001  (one broken trial must not end a long study)
-                traceback.print_exc()
-                print(f"error: trial {trial.name} failed; the study goes on (run it again to retry)",
-                      file=sys.stderr)
-                code = 1
+        if study.tune == "first_seed":
+            stage_one = [t for t in study.trials if t.stage != 2]
+            log(f"{study.kind}, tune first_seed: stage 1, {len(stage_one)} trials in {study.out}{at_a_time}: "
+                f"each learning rate with seed {study.tune_seed}")
+            code = _run_batch(study, stage_one, log, jobs)
+            decide_stage_two(study, log)
+            save_study(study)  # the chosen rates and stage 2's trials
+            stage_two = [t for t in study.trials if t.stage == 2]
+            log(f"{study.kind}, tune first_seed: stage 2, {len(stage_two)} trials{at_a_time}: the other seeds "
+                f"at the chosen rates")
+            code = max(code, _run_batch(study, stage_two, log, jobs))
+        else:
+            log(f"{study.kind}: {len(study.trials)} trials in {study.out}{at_a_time}")
+            code = _run_batch(study, study.trials, log, jobs)
     except (KeyboardInterrupt, Terminated) as exc:
         by = "by SIGTERM" if isinstance(exc, Terminated) else ""
         print(f"\nStudy stopped{' ' + by if by else ''}. Run the same command again to resume: finished "

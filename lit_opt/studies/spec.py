@@ -15,6 +15,7 @@ A study file (configs/studies/*.yaml) holds the same keys as the dicts given her
     datasets: [mnist, fashion_mnist]                  # compare: names, or {label: {keys}}
     optimizers: {sgd: {lr: [0.01, 0.1]}, sam: {lr: 0.001, model.optimizer_args: {base: adam}}}
     seeds: 2                            # N (0..N-1) or a list
+    tune: all_seeds | first_seed        # compare: an lr grid on every seed, or on the first seed only
     target: 0.95                        # validation accuracy for "epochs/seconds to target"
     out: studies/seed003_l2             # the study folder
 
@@ -23,6 +24,14 @@ learning rates) times the seeds. Trial names are made from the values, so they a
 same every time (resume relies on that): `l2=0.001_seed0`, `mnist_adam_lr=0.001_seed1`.
 Each trial is `python -m lit_opt fit [--config BASE] [set keys] [fit options] [trial keys]
 --seed_everything S --run.root STUDY --run.name TRIAL`, later options winning.
+
+`tune: first_seed` (compare) is DeepOBS's two-stage protocol: stage 1 runs every learning
+rate of an optimizer's grid with the first seed only; once those have finished, the rate with
+the highest best validation accuracy of that seed is chosen per (dataset, optimizer)
+(tuning.choose_index: diverged runs lose, a tie goes to the smaller rate) and stage 2 runs
+the other seeds at that rate only (Study.add_stage_two). An optimizer with a single learning
+rate has nothing to choose: all its seeds are in stage 1. Trial names are the same as with
+`tune: all_seeds` (the default: every grid point with every seed).
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ FIT_PREFIXES = ("--config", "--trainer.", "--model.", "--data.", "--run.test")
 _SPACE = re.compile(r"^\s*(logspace|linspace)\(\s*([^,()]+),\s*([^,()]+),\s*([^,()]+)\)\s*$")
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9._+=-]+")
+TUNE_MODES = ("all_seeds", "first_seed")  # compare: which seeds run every point of an lr grid
 
 
 # --- values ------------------------------------------------------------------------------
@@ -175,13 +185,22 @@ class Trial:
     seed: int
     overrides: dict[str, Any]  # the trial's own keys (its axis values), dotted
     args: list[str]  # `fit`'s arguments
+    family: str = ""  # compare: dataset and optimizer (mnist_adam), the trials an lr is chosen among
+    stage: int = 0  # tune first_seed: 1 (a grid point with the first seed) or 2 (a chosen rate); else 0
+
+    @property
+    def lr(self):
+        return self.overrides.get("model.lr")
 
     def command(self) -> str:
         return "python -m lit_opt fit " + shlex.join(self.args)
 
     def to_json(self) -> dict:
-        return {"name": self.name, "seed": self.seed, "overrides": self.overrides, "args": self.args,
+        data = {"name": self.name, "seed": self.seed, "overrides": self.overrides, "args": self.args,
                 "command": self.command()}
+        if self.stage:
+            data.update(family=self.family, stage=self.stage)
+        return data
 
 
 @dataclass
@@ -192,13 +211,48 @@ class Study:
     keys: list[str] = field(default_factory=list)  # swept keys (the x axes of the figures)
     target: Optional[float] = None
     source: str = ""  # the command line that made the study
+    tune: str = "all_seeds"  # compare: TUNE_MODES
+    seeds: list[int] = field(default_factory=list)
+    # tune first_seed: every trial stage 2 could run (each grid point x the other seeds), of
+    # which add_stage_two keeps those at the chosen rates; and what was chosen, per family
+    candidates: list[Trial] = field(default_factory=list)
+    chosen: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def tune_seed(self) -> Optional[int]:
+        return self.seeds[0] if self.tune == "first_seed" and self.seeds else None
+
+    def grid(self) -> dict[str, list]:
+        """Each family's learning rates (compare), in the study's order."""
+        grid: dict[str, list] = {}
+        for t in [*self.trials, *self.candidates]:
+            if t.family:
+                lrs = grid.setdefault(t.family, [])
+                if t.lr not in lrs:
+                    lrs.append(t.lr)
+        return grid
+
+    def stage_one(self, family: Optional[str] = None) -> list[Trial]:
+        return [t for t in self.trials if t.stage == 1 and (family is None or t.family == family)]
+
+    def add_stage_two(self, family: str, lr) -> list[Trial]:
+        """The other seeds of `family` at its chosen `lr`, added to the trials (once)."""
+        names = {t.name for t in self.trials}
+        new = [t for t in self.candidates if t.family == family and t.lr == lr and t.name not in names]
+        self.trials += new
+        return new
 
     def to_json(self) -> dict:
-        return {"format": 1, "kind": self.kind, "keys": self.keys, "target": self.target,
-                "source": self.source, "cwd": os.getcwd(), "trials": [t.to_json() for t in self.trials]}
+        data = {"format": 1, "kind": self.kind, "keys": self.keys, "target": self.target,
+                "source": self.source, "cwd": os.getcwd()}
+        if self.kind == "compare":
+            data.update(tune=self.tune, seeds=self.seeds)
+        if self.tune == "first_seed":
+            data.update(tune_seed=self.tune_seed, grid=self.grid(), chosen=self.chosen)
+        return {**data, "trials": [t.to_json() for t in self.trials]}
 
 
-Axis = list[tuple[str, dict[str, Any]]]  # (label for the trial name, dotted keys)
+Axis = list[tuple]  # (label for the trial name, dotted keys[, label in the family name])
 
 
 def _seeds(spec) -> list[int]:
@@ -275,7 +329,7 @@ def _optimizer_axis(spec) -> Axis:
         keys = _keys_dict(keys, f"optimizers.{label}")
         for lr in parse_values(lrs) if lrs is not None else [None]:
             entry = {**keys, "model.lr": lr} if lr is not None else keys
-            axis.append((f"{label}_lr={label_value(lr)}" if lr is not None else label, entry))
+            axis.append((f"{label}_lr={label_value(lr)}" if lr is not None else label, entry, label))
     return axis
 
 
@@ -317,9 +371,10 @@ def _trials(axes: list[Axis], seeds: list[int], base: list[str], out: Path) -> l
     trials, names = [], set()
     for combo in itertools.product(*axes) if axes else [()]:
         overrides: dict[str, Any] = {}
-        for _, keys in combo:
+        for _, keys, *_ in combo:
             overrides.update(keys)
-        stem = "_".join(_name_part(label) for label, _ in combo)
+        stem = "_".join(_name_part(label) for label, *_ in combo)
+        family = "_".join(_name_part(entry[2] if len(entry) > 2 else entry[0]) for entry in combo)
         for seed in seeds:
             name = f"{stem}_seed{seed}" if stem else f"seed{seed}"
             if name in names:
@@ -329,7 +384,7 @@ def _trials(axes: list[Axis], seeds: list[int], base: list[str], out: Path) -> l
             for key, value in overrides.items():
                 args += [f"--{key}", _expand(cli_value(value))]
             args += ["--seed_everything", str(seed), "--run.root", str(out), "--run.name", name, *QUIET]
-            trials.append(Trial(name, seed, overrides, args))
+            trials.append(Trial(name, seed, overrides, args, family))
     return trials
 
 
@@ -348,9 +403,14 @@ def sweep_study(spec: dict, out=None, base_dir: Optional[Path] = None, fit_args:
         variants = _named_axis(spec["variants"], "variants")
         axes.append([(label, _keys_dict(keys, f"variants.{label}")) for label, keys in variants])
     axes += [_value_axis(key, parse_values(values)) for key, values in sweep.items()]
+    if spec.get("tune") not in (None, "all_seeds"):
+        raise ConfigError(f"tune: {spec['tune']} is for compare studies (a learning-rate grid per optimizer)")
     path = _out(spec, out, "checkpoints/studies/sweep")
-    trials = _trials(axes, _seeds(spec.get("seeds")), _base_args(spec, base_dir, fit_args), path)
-    return Study("sweep", path, trials, list(sweep), spec.get("target"), source)
+    seeds = _seeds(spec.get("seeds"))
+    trials = _trials(axes, seeds, _base_args(spec, base_dir, fit_args), path)
+    for trial in trials:
+        trial.family = ""
+    return Study("sweep", path, trials, list(sweep), spec.get("target"), source, seeds=seeds)
 
 
 def compare_study(spec: dict, out=None, base_dir: Optional[Path] = None, fit_args: Sequence[str] = (),
@@ -363,9 +423,23 @@ def compare_study(spec: dict, out=None, base_dir: Optional[Path] = None, fit_arg
         datasets = _named_axis(spec["datasets"], "datasets", "data.name")
         axes.append([(label, _keys_dict(keys, f"datasets.{label}")) for label, keys in datasets])
     axes.append(_optimizer_axis(spec["optimizers"]))
+    tune = spec.get("tune") or "all_seeds"
+    if tune not in TUNE_MODES:
+        raise ConfigError(f"tune: {tune!r} is not one of {', '.join(TUNE_MODES)} (all_seeds: every learning "
+                          f"rate with every seed; first_seed: the grid with the first seed, then the other "
+                          f"seeds at the chosen rate)")
     path = _out(spec, out, "checkpoints/studies/compare")
-    trials = _trials(axes, _seeds(spec.get("seeds")), _base_args(spec, base_dir, fit_args), path)
-    return Study("compare", path, trials, ["data.name", "model.optimizer", "model.lr"], spec.get("target"), source)
+    seeds = _seeds(spec.get("seeds"))
+    trials = _trials(axes, seeds, _base_args(spec, base_dir, fit_args), path)
+    study = Study("compare", path, trials, ["data.name", "model.optimizer", "model.lr"], spec.get("target"),
+                  source, tune=tune, seeds=seeds)
+    if tune == "first_seed":
+        grid = study.grid()
+        for trial in trials:
+            trial.stage = 1 if trial.seed == seeds[0] or len(grid[trial.family]) == 1 else 2
+        study.trials = [t for t in trials if t.stage == 1]
+        study.candidates = [t for t in trials if t.stage == 2]
+    return study
 
 
 def read_study_file(path) -> tuple[dict, Path]:
@@ -379,7 +453,8 @@ def read_study_file(path) -> tuple[dict, Path]:
         spec = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    known = {"kind", "base", "set", "sweep", "variants", "datasets", "optimizers", "seeds", "target", "out"}
+    known = {"kind", "base", "set", "sweep", "variants", "datasets", "optimizers", "seeds", "tune", "target",
+             "out"}
     unknown = set(spec) - known
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}; a study file holds {sorted(known)}")
