@@ -160,3 +160,26 @@ def test_jobs_2_runs_the_stages_one_after_the_other(two_stage, digits, tmp_path)
         mine = json.loads((out / name / "summary.json").read_text())
         theirs = json.loads((two_stage / name / "summary.json").read_text())
         assert mine["best_val_acc"] == theirs["best_val_acc"] and mine["test/acc"] == theirs["test/acc"]
+
+
+def test_select_learning_rates_on_the_tuning_seed_alone():
+    from lit_opt.studies.results import Group, Run
+    from lit_opt.studies.tuning import select_learning_rates
+
+    def run(seed, acc, state="finished"):
+        return Run(Path(f"r{seed}"), state, config={"seed_everything": seed},
+                   summary={"best_val_acc": acc} if state == "finished" else {})
+
+    def group(opt, lr, *runs):
+        return Group({"model.optimizer": opt, "model.lr": lr}, list(runs))
+
+    # sgd: seed 0 prefers 0.1 although the mean over seeds of 0.01 (with seeds 1, 2) is higher
+    sgd = [group("sgd", 0.01, run(0, 0.80), run(1, 0.99), run(2, 0.99)), group("sgd", 0.1, run(0, 0.90))]
+    adam = [group("adam", 0.001, run(0, 0.7)), group("adam", 0.01, run(0, 0.7))]  # a tie: the smaller rate
+    lion = [group("lion", 1e-4, run(0, None, "diverged")), group("lion", 1e-3, run(0, None, "diverged"))]
+    single = [group("sam", 0.01, run(0, None, "diverged"), run(1, 0.5))]  # one rate: nothing to choose
+    groups = sgd + adam + lion + single
+    select_learning_rates(groups, tune_seed=0)
+    assert [g.selected for g in groups] == [False, True, True, False, False, False, True]
+    select_learning_rates(groups)  # all_seeds: the mean over the seeds
+    assert [g.selected for g in sgd] == [True, False]
