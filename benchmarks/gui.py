@@ -42,9 +42,15 @@ def headless(cfg: dict) -> list[float]:
     from lit_opt.jobs import prepare_fit
     from gui.worker import with_app_overrides
 
-    job = prepare_fit(with_app_overrides(cfg))  # the same display settings as in the app
+    from lit_opt.stream import Listener
+
     rows = []
-    job.listen(epoch=rows.append)
+
+    class Epochs(Listener):
+        def on_epoch(self, row: dict) -> None:
+            rows.append(row)
+
+    job = prepare_fit(with_app_overrides(cfg), listeners=[Epochs()])  # the same display settings as in the app
     job.run()
     return [r["train/epoch_time"] for r in rows]
 

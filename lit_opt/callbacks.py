@@ -4,12 +4,9 @@
 - StopOnRequest: ends a run after the current batch when asked (Ctrl-C, the app's Stop).
 - ThrottledProgressBar: Lightning's terminal bar, redrawn at most 10 times a second.
 - EpochSummary: times each epoch, logs train/epoch_time, train/samples_per_sec and
-  train/lr, and hands one plain dict per epoch (and, optionally, per step) to listeners.
-- RunFiles: writes a run folder's files: epochs.csv, confusion matrices, weight images,
-  and a last.ckpt when a run is stopped or diverges.
-
-Listeners receive plain Python numbers and numpy arrays only, so the desktop app can
-turn them into Qt signals without lit_opt knowing about Qt.
+  train/lr, and makes the epoch's row, which the live stream (lit_opt/stream.py) sends.
+- RunFiles: writes a run folder's pictures (confusion matrices, weight images), and a
+  last.ckpt when a run is stopped or diverges; the stream's own listener writes the CSVs.
 """
 
 from __future__ import annotations
@@ -27,9 +24,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from lit_opt.errors import DivergenceError, RunStopped
+from lit_opt.internals import batches_that_stepped, per_tensor_norms
 from lit_opt.optim import estimated_step_size
-
-Listener = Callable[[dict[str, Any]], None]
 
 
 def _scalar(value) -> Optional[float]:
@@ -43,22 +39,33 @@ class DivergenceGuard(Callback):
 
     A NaN/inf loss gives a NaN/inf gradient, so this one check covers both; the weights
     at that moment are still the last finite ones, and RunFiles saves them as last.ckpt.
+    The per-tensor norms it computes are kept for the live stream (`take_norms`), which
+    turns them into per-layer gradient norms (lit_opt/diagnostics/grad_norms.py).
     """
 
+    def __init__(self) -> None:
+        self._norms: Optional[tuple[list, torch.Tensor]] = None
+
+    def take_norms(self) -> Optional[tuple[list, torch.Tensor]]:
+        """(parameters, their gradients' norms) of the latest step, once; None if no step since."""
+        norms, self._norms = self._norms, None
+        return norms
+
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if not grads:
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not params:
             return
         # One norm per tensor: a NaN/inf anywhere makes its tensor's norm non-finite, and it
-        # cannot overflow across tensors. torch._foreach_norm is what torch's own clip_grad_norm_
-        # calls; the public get_total_norm adds a stack and a second norm (55 vs 95 us a step).
-        norms = torch.stack(torch._foreach_norm(grads))
+        # cannot overflow across tensors.
+        norms = torch.stack(per_tensor_norms([p.grad for p in params]))
+        self._norms = (params, norms)
         if not bool(norms.isfinite().all()):
             norm = norms.sum()
-            group = optimizer.param_groups[0]
             suspects = f"the learning rate ({_current_lr(optimizer):g})"
-            if "rho" in group and "adaptive" in group:  # SAM: its neighbourhood size too
-                suspects += f" or SAM's rho ({group['rho']:g})"
+            strategy = getattr(pl_module, "step_strategy", None)
+            more = strategy.divergence_suspects(optimizer) if strategy is not None else ""
+            if more:
+                suspects += f" or {more}"
             raise DivergenceError(
                 f"Training diverged at epoch {trainer.current_epoch}, step {trainer.global_step}: the loss or "
                 f"its gradient became {float(norm)}. {suspects[0].upper() + suspects[1:]} is probably too "
@@ -147,8 +154,8 @@ def snapshot(pl_module) -> dict[str, Any]:
 class ThrottledProgressBar(TQDMProgressBar):
     """Lightning's terminal progress bar, redrawn at most every `min_interval` seconds (and at
     each loop's last batch). Lightning's default redraws after every batch, which cost a small
-    MLP about 0.7 ms a step, half its bare step (docs/performance.md); nobody reads a bar 600
-    times a second, and a slow net still gets every batch shown. Each redraw shows the latest
+    MLP about half its bare step (docs/performance.md); nobody reads a bar hundreds of times a
+    second, and a slow net still gets every batch shown. Each redraw shows the latest
     batch's loss (`train/loss_step` is logged only every log_every_n_steps steps)."""
 
     def __init__(self, min_interval: float = 0.1):
@@ -163,14 +170,29 @@ class ThrottledProgressBar(TQDMProgressBar):
             metrics["train/loss_step"] = f"{float(loss):.3g}"  # one device sync per redraw
         return metrics
 
-    def _should_update(self, current: int, total: int) -> bool:  # Lightning's redraw test, per batch
-        if not super()._should_update(current, total):
-            return False
+    def _due(self, n: int, bar: str) -> bool:
+        try:
+            total = getattr(self, bar).total
+        except (TypeError, AttributeError):  # that bar does not exist (yet)
+            total = None
         now = time.monotonic()
-        if current == total or now - self._last_draw >= self.min_interval:
+        if n == total or now - self._last_draw >= self.min_interval:
             self._last_draw = now
             return True
         return False
+
+    # Lightning's bar redraws from these hooks after every batch: pass only the due ones on.
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._due(batch_idx + 1, "train_progress_bar"):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._due(batch_idx + 1, "val_progress_bar"):
+            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self._due(batch_idx + 1, "test_progress_bar"):
+            super().on_test_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
 
 
 class EpochSummary(Callback):
@@ -179,14 +201,11 @@ class EpochSummary(Callback):
     Row keys: epoch, step, train/loss, train/acc, val/loss, val/acc, train/epoch_time,
     train/samples_per_sec, train/lr (absent values are None), and train/ce, train/l2 when
     model.l2 > 0, and train/d for an optimizer that estimates its own step size (Prodigy's d,
-    `lit_opt.optim.estimated_step_size`). The `listener` gets the row
-    plus `snapshot(pl_module)` (confusion matrix, weights). `step_listener`, if given, gets
-    {"epoch", "step", "batch", "train/loss"} after every training batch. Listeners run in
-    the training thread and receive copies, never live tensors.
+    `lit_opt.optim.estimated_step_size`). `rows` holds them; the live stream sends each,
+    with `snapshot(pl_module)` (confusion matrix, weights), to its listeners.
     """
 
-    def __init__(self, listener: Optional[Listener] = None, step_listener: Optional[Listener] = None):
-        self.listener, self.step_listener = listener, step_listener
+    def __init__(self):
         self._t0 = 0.0
         self._train_seconds: Optional[float] = None
         self._samples = 0
@@ -219,10 +238,6 @@ class EpochSummary(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._samples += len(batch[1])
         self._step = trainer.global_step
-        if self.step_listener is not None:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            self.step_listener({"epoch": trainer.current_epoch, "step": trainer.global_step,
-                                "batch": batch_idx, "train/loss": _scalar(loss)})
 
     def on_validation_epoch_start(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking and trainer.training and self._train_seconds is None:
@@ -249,49 +264,25 @@ class EpochSummary(Callback):
         if d is not None:  # the step size the optimizer estimated (Prodigy's d) at the epoch's end
             row["train/d"] = d
         self.rows.append(row)
-        if self.listener is not None:
-            self.listener({**row, **snapshot(pl_module)})
 
 
 class RunFiles(Callback):
-    """Write a run folder's files (layout in docs/reference.md)."""
+    """Write a run folder's pictures and emergency checkpoint (layout in docs/reference.md)."""
 
-    def __init__(self, run_dir: Path, summary: EpochSummary):
-        self.run_dir, self.summary = Path(run_dir), summary
-        self._epochs_written: set[int] = set()
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
 
     def on_train_start(self, trainer, pl_module) -> None:
-        # The logs describe exactly the training the checkpoint holds: a resumed run drops rows
-        # written after its checkpoint (an epoch whose save failed or was killed would
-        # otherwise be logged twice). epochs.csv's step is the global step at the epoch's end;
-        # metrics.csv's is the logger's count of batches, less one. That holds for checkpoints
-        # saved at an epoch's end or on a stop (lit_opt's default: validation once per epoch);
-        # with validation more or less often, Lightning saves during the last validation,
-        # before the epoch's end rows are logged, so metrics.csv is left as it is then.
+        # metrics.csv describes exactly the training the checkpoint holds: a resumed run drops
+        # rows logged after its checkpoint. Its step is the logger's count of batches, less
+        # one. That holds for checkpoints saved at an epoch's end or on a stop (lit_opt's
+        # default: validation once per epoch); with validation more or less often, Lightning
+        # saves during the last validation, before the epoch's end rows are logged, so
+        # metrics.csv is left as it is then. (steps.csv and epochs.csv: lit_opt/stream_files.py.)
         if trainer.is_global_zero and trainer.global_step > 0:
-            keep_rows(self.run_dir / "epochs.csv", lambda row: int(row["step"]) <= trainer.global_step)
             if trainer.val_check_interval == 1.0 and trainer.check_val_every_n_epoch == 1:
-                logged = logger_step(trainer)
+                logged = batches_that_stepped(trainer)
                 keep_rows(self.run_dir / "metrics.csv", lambda row: int(row["step"]) < logged)
-        from lit_opt.run_files import read_epochs
-
-        self._epochs_written = {int(r["epoch"]) for r in read_epochs(self.run_dir) if r.get("epoch") is not None}
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if not trainer.is_global_zero or not self.summary.rows:
-            return
-        # EpochSummary runs before this callback (it is earlier in the list), so its row is ready.
-        row = self.summary.rows[-1]
-        if row["epoch"] in self._epochs_written:  # its end runs again after a resume from a
-            return                               # checkpoint saved in its last validation
-        self._epochs_written.add(row["epoch"])
-        path = self.run_dir / "epochs.csv"
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
 
     def on_fit_end(self, trainer, pl_module) -> None:
         if trainer.is_global_zero:
@@ -315,7 +306,9 @@ class RunFiles(Callback):
         if not isinstance(exception, (RunStopped, DivergenceError)):
             return
         exception.run_dir = self.run_dir  # so the message can say where last.ckpt is
-        _undo_sam_perturbation(trainer)
+        strategy = getattr(pl_module, "step_strategy", None)
+        if strategy is not None:  # weights a step moved for a moment (SAM's perturbation) go back
+            strategy.restore_weights(trainer.optimizers)
         # Every DDP process sees the same weights and calls save_checkpoint (it ends in a
         # barrier); Lightning writes the file from process 0 only.
         finite = all(torch.isfinite(p).all() for p in pl_module.parameters())
@@ -327,13 +320,6 @@ class RunFiles(Callback):
                 {"epoch": trainer.current_epoch, "step": trainer.global_step, "message": str(exception)}) + "\n")
         if trainer.is_global_zero and pl_module.val_confusion_matrix is not None:
             self._write_pictures(pl_module, "val")
-
-
-def logger_step(trainer) -> int:
-    """The step Lightning hands its loggers next: the batches that stepped so far. Not
-    `global_step`, which counts optimizer steps (one per epoch for gd). No public API holds
-    it; written against lightning 2.6, and tests/test_catalogue.py fails loudly if it moves."""
-    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
 
 
 def keep_rows(path: Path, keep: Callable[[dict], bool]) -> None:
@@ -354,15 +340,3 @@ def keep_rows(path: Path, keep: Callable[[dict], bool]) -> None:
         writer.writeheader()
         writer.writerows(kept)
     os.replace(tmp, path)
-
-
-def _undo_sam_perturbation(trainer) -> None:
-    """A run that stops inside SAM's closure holds the perturbed weights w + e; SAM keeps w
-    as `old_p` in its state until its second step. Put w back before anything is saved."""
-    for opt in trainer.optimizers:
-        for group in opt.param_groups:
-            for p in group["params"]:
-                old = opt.state.get(p, {}).get("old_p")
-                if old is not None:
-                    p.data.copy_(old)
-                    del opt.state[p]["old_p"]

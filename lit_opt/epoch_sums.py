@@ -1,7 +1,7 @@
 """The training sums of one epoch: loss x n, cross-entropy x n and correct predictions,
 kept on the batch's device so that adding a step never waits for it. The module hands them
-to torchmetrics once per epoch (a metric update every step cost a small MLP about 0.2 ms,
-docs/performance.md), and a checkpoint taken mid-epoch carries them, so a resumed epoch's
+to torchmetrics once per epoch (a metric update every step was a large share of a small
+MLP's step: docs/performance.md), and a checkpoint taken mid-epoch carries them, so a resumed epoch's
 train/loss and train/acc cover the whole epoch."""
 
 from __future__ import annotations

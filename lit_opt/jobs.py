@@ -2,7 +2,7 @@
 
     job = prepare_fit({"model": {"optimizer": "adam"}, "data": {"name": "mnist"}})
     job = prepare_fit(["--model.optimizer", "adam", "--trainer.max_epochs", "3"])  # CLI-style options
-    job.listen(epoch=print)           # plain dicts, one per epoch
+    job = prepare_fit(config, listeners=[app])   # lit_opt.stream.Listener: every step and epoch
     summary = job.run()               # fit, then test best.ckpt; job.request_stop() from any thread
 
 A job is built by the same LitOptCLI as `python -m lit_opt fit` (the same parser, defaults,
@@ -30,14 +30,6 @@ class FitJob:
         self.run_dir: Path = cli.run_dir
         self.config: dict = _plain(cli)  # the resolved config, as config.yaml will hold it
 
-    def listen(self, epoch=None, step=None) -> None:
-        """Call `epoch(row)` after every epoch and `step(row)` after every training batch."""
-        from lit_opt.callbacks import EpochSummary
-
-        for cb in self.trainer.callbacks:
-            if isinstance(cb, EpochSummary):
-                cb.listener, cb.step_listener = epoch, step
-
     def request_stop(self) -> None:
         """Thread-safe: the run ends after the current batch, keeping a resumable last.ckpt."""
         from lit_opt.runs import stop_callback
@@ -58,11 +50,13 @@ class FitJob:
         release_run_locks(self.run_dir)
 
 
-def prepare_fit(config: Union[dict, str, Path, list], ckpt_path: Optional[str] = None) -> FitJob:
+def prepare_fit(config: Union[dict, str, Path, list], ckpt_path: Optional[str] = None,
+                listeners: tuple = ()) -> FitJob:
     """Build a fit run from a config dict, a YAML file (the CLI's format) or a list of CLI-style
     options (`--model.lr 0.1 ...`, `--config FILE` too); nothing runs yet.
 
-    With `ckpt_path` inside a run folder, the run resumes there. Keys the run cannot take
+    `listeners` (lit_opt.stream.Listener) receive the live stream: every training batch's
+    series and every epoch's row. With `ckpt_path` inside a run folder, the run resumes there. Keys the run cannot take
     (the CLI's own `ckpt_path` and `weights_only`) are dropped; unknown keys are an error, as
     on the CLI. A config read from a run folder must be checked first (lit_opt/found_config.py).
     """
@@ -82,7 +76,8 @@ def prepare_fit(config: Union[dict, str, Path, list], ckpt_path: Optional[str] =
 
     held_before = held_run_dirs()
     try:
-        return FitJob(LitOptCLI(args=config, run=False, prepare_fit=True, fit_ckpt_path=ckpt_path), ckpt_path)
+        return FitJob(LitOptCLI(args=config, run=False, prepare_fit=True, fit_ckpt_path=ckpt_path,
+                                    listeners=tuple(listeners)), ckpt_path)
     except BaseException as exc:
         release_run_locks(new_since=held_before)  # the run folder may have been locked before the failure
         if isinstance(exc, ArgumentError):

@@ -52,8 +52,9 @@ class LitOptCLI(LightningCLI):
     """`fit_ckpt_path`/`prepare_fit` serve run=False use: build a fit run without starting it."""
 
     def __init__(self, args=None, run: bool = True, prepare_fit: bool = False,
-                 fit_ckpt_path: Optional[str] = None):
+                 fit_ckpt_path: Optional[str] = None, listeners: tuple = ()):
         self.run_dir: Optional[Path] = None
+        self._listeners = tuple(listeners)  # the live stream's, besides the run folder's files
         self.summary: Optional[dict] = None
         self._prepare_fit, self._fit_ckpt_path = prepare_fit, fit_ckpt_path
         self._ckpt: Optional[dict] = None  # the checkpoint being resumed or evaluated, read once
@@ -82,24 +83,25 @@ class LitOptCLI(LightningCLI):
                             help="after fit, evaluate best.ckpt on the test set")
         parser.link_arguments("data.info", "model.data_info", apply_on="instantiate")
 
-    def _parse_ckpt_path(self) -> None:
-        # LightningCLI reads the checkpoint's hyperparameters here with a bare torch.load and
-        # lets them silently replace the model settings given: check the file first (a bad one
-        # gets lit_opt's clear message, not a traceback) and refuse settings it would ignore.
+    def parse_arguments(self, parser, args) -> None:
+        # Right after parsing, LightningCLI reads the checkpoint's hyperparameters with a bare
+        # torch.load and lets them silently replace the model settings given: check the file
+        # first (a bad one gets lit_opt's clear message, not a traceback) and refuse settings
+        # it would ignore.
+        super().parse_arguments(parser, args)
         sub = self.config.get("subcommand")
         ckpt = self.config[sub].get("ckpt_path") if sub else None
-        runtime = {}
+        self._runtime = {}
         if ckpt:
             self._ckpt = _read_checkpoint(ckpt)
             refuse_changed_model_settings(ckpt, self._ckpt, self.config[sub].model.as_dict(),
                                           self._typed_model_keys)
-            runtime = {k: self.config[sub].model.get(k) for k in RUNTIME_MODEL_OPTIONS}
-        super()._parse_ckpt_path()
-        for key, value in runtime.items():  # how to run is this command's choice, not the checkpoint's
-            setattr(self.config[sub].model, key, value)
+            self._runtime = {k: self.config[sub].model.get(k) for k in RUNTIME_MODEL_OPTIONS}
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        for key, value in getattr(self, "_runtime", {}).items():
+            setattr(cfg.model, key, value)  # how to run is this command's choice, not the checkpoint's
         ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path
         if ckpt:
             if self._ckpt is None:
@@ -110,11 +112,11 @@ class LitOptCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        trainer_cfg = self._get(self.config_init, "trainer", default={}) or {}
+        trainer_cfg = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
         if self.subcommand == "fit" or self._prepare_fit:
             self.run_dir = self._fit_run_dir(cfg)
             lock_run_dir(self.run_dir)  # released by the caller: run_trainer_command, FitJob.run
-            kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []), *run_callbacks(self.run_dir)]
+            kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []), *run_callbacks(self.run_dir, self._listeners)]
             if trainer_cfg.get("logger") in (None, True):
                 kwargs["logger"] = run_logger(self.run_dir)
             kwargs["default_root_dir"] = str(self.run_dir)

@@ -6,16 +6,9 @@
 Every constructor argument is plain data and is saved in the checkpoint, so a checkpoint
 rebuilds and feeds its model with nothing else (`lit_opt.inference.load`).
 
-Three training loops, chosen by the optimizer's registry entry:
-- most optimizers: Lightning's automatic optimization, one step per batch;
-- `gd` (full_batch): one step per epoch from the mean gradient over the whole training
-  set, accumulated batch by batch (memory stays at one batch);
-- `sam` (needs_closure): manual optimization; backward at w, then `opt.step(closure)`
-  with a closure that recomputes the loss at the perturbed weights (BatchNorm running
-  statistics frozen for that second pass). Of the ways to run SAM (Foret et al. 2021,
-  davda54/sam) inside Lightning 2.6, this is the one measured right on all counts
-  (global_step, logs and metrics count each batch once, the perturbation uses this batch's
-  gradient); docs/optimizers.md says what the others get wrong.
+How a batch becomes an optimizer step (automatic, full-batch gd, SAM's closure) is the
+job of a strategy chosen from the optimizer's registry entry (lit_opt/training_steps/); this
+module keeps the net, the loss, the penalty and the metrics.
 """
 
 from __future__ import annotations
@@ -33,7 +26,9 @@ from lit_opt import nets, optim
 from lit_opt.declarations.datasets import DATASETS
 from lit_opt.epoch_sums import TrainSums
 from lit_opt.errors import ConfigError
+from lit_opt.internals import batches_done_this_epoch, skip_module_setattr
 from lit_opt.schedulers import build_scheduler, validate_scheduler
+from lit_opt.training_steps import strategy_for
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes incompatibly
 
@@ -44,6 +39,7 @@ def default_data_info(name: str = "mnist") -> dict:
             "class_names": list(spec.class_names), "mean": list(spec.mean), "std": list(spec.std)}
 
 
+@skip_module_setattr
 class ClassifierModule(L.LightningModule):
     """Image classifier for studying optimizers and regularization.
 
@@ -91,11 +87,12 @@ class ClassifierModule(L.LightningModule):
             raise ConfigError(f"model.early_stopping must be a patience >= 1 epoch (or null), got {early_stopping}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
-        net_args = dict(net_args or {})
-        if "dropout" in net_args and dropout:
+        # Equal values pass: checkpoints from before this fix recorded both.
+        if "dropout" in (net_args or {}) and dropout and net_args["dropout"] != dropout:
             raise ConfigError("set dropout once: model.dropout or model.net_args.dropout, not both")
-        if dropout:
-            net_args["dropout"] = dropout
+        # A new name: save_hyperparameters records __init__'s arguments from its local
+        # variables, and must record net_args as given, without the dropout added here.
+        built_args = {**(net_args or {}), **({"dropout": dropout} if dropout else {})}
         opt_args = dict(optimizer_args or {})
         for key in ("lr", "weight_decay"):
             if key in opt_args:
@@ -110,10 +107,13 @@ class ClassifierModule(L.LightningModule):
             raise ConfigError(str(exc)) from None
         self.optimizer_info = optim.info(optimizer)
         self.scheduler_args = validate_scheduler(scheduler, scheduler_args or {})
+        from lit_opt.eval_point import check_schedule
+
+        check_schedule(optimizer, scheduler, self.optimizer_hparams)  # Schedule-Free wants none
         data_info = dict(data_info or default_data_info())
         self.save_hyperparameters()
 
-        self.net = nets.build(net, data_info["input_shape"], data_info["num_classes"], **net_args)
+        self.net = nets.build(net, data_info["input_shape"], data_info["num_classes"], **built_args)
         if "muon" in (self.optimizer_info.name, self.optimizer_hparams.get("base")):
             # Refuse a net without a hidden weight matrix here, before any data loads, with the
             # split the optimizer will make (lit_opt.optim.muon decides it in one place).
@@ -125,15 +125,17 @@ class ClassifierModule(L.LightningModule):
         self._compile_backend = _compile_backend(compile)
         self._net_prepared = False
         self.class_names = list(data_info["class_names"])
-        self.automatic_optimization = not (self.optimizer_info.full_batch or self.optimizer_info.needs_closure)
-        self._decay_params = optim.decay_parameters(self.net.named_parameters(),
+        self.step_strategy = strategy_for(self.optimizer_info)
+        self.automatic_optimization = self.step_strategy.automatic
+        self.scheduler_interval: Optional[str] = None
+        self.decay_params = optim.decay_parameters(self.net.named_parameters(),
                                                     exclude_bias_and_norm=not regularize_bias)
 
         k = data_info["num_classes"]
         # Training statistics are summed per step in plain tensors (a few in-place adds) and
         # handed to these metric objects once per epoch, which reduce them across DDP
-        # processes: updating torchmetrics objects every step cost about 0.2 ms, a seventh of
-        # a small MLP's step (benchmarks/epoch.py). The mean of per-epoch accuracies weighted
+        # processes: updating torchmetrics objects every step cost a seventh of a small MLP's
+        # step (docs/performance.md). The mean of per-epoch accuracies weighted
         # by sample count is the micro accuracy.
         self.train_acc = MeanMetric()
         self._train_sums = TrainSums()
@@ -149,9 +151,9 @@ class ClassifierModule(L.LightningModule):
         # Latest confusion matrices (rows: true class, columns: predicted), for callbacks and files.
         self.val_confusion_matrix: Optional[torch.Tensor] = None
         self.test_confusion_matrix: Optional[torch.Tensor] = None
-        self._gd_samples = 0
-        self._gd_restore: Optional[list] = None  # gd's summed gradient from a checkpoint
-        self.last_train_loss: Optional[torch.Tensor] = None  # the latest training batch's loss
+        # The latest training batch's loss (this process's), for every strategy: the one source
+        # the live stream and the progress bar read.
+        self.last_train_loss: Optional[torch.Tensor] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._channels_last:
@@ -169,24 +171,15 @@ class ClassifierModule(L.LightningModule):
         if self._compile_backend is not None:
             self.net.compile(backend=self._compile_backend)  # in place: state_dict keys unchanged
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning records the running hook's name around every hook call, about 40 times a
-        # step; nn.Module.__setattr__ spends ~3 us each checking whether a string is a
-        # Parameter or a Module (0.1 ms a step). It is neither: store it directly.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
-
     # --- losses ------------------------------------------------------------------------
 
     def l2_penalty(self) -> torch.Tensor:
         """lambda * sum of squared weights (biases and norm parameters excluded by default)."""
-        if self.hparams.l2 == 0 or not self._decay_params:
+        if self.hparams.l2 == 0 or not self.decay_params:
             return torch.zeros((), device=self.device)
-        return self.hparams.l2 * torch.stack([p.pow(2).sum() for p in self._decay_params]).sum()
+        return self.hparams.l2 * torch.stack([p.pow(2).sum() for p in self.decay_params]).sum()
 
-    def _data_loss(self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    def data_loss(self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         if y.numel() == 0:
             # A DDP rank's empty last batch: zero loss that still reaches every parameter, so
             # the gradient all-reduce every rank takes part in still happens.
@@ -197,26 +190,20 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx: int):
         x, y = batch
-        if self.optimizer_info.full_batch:
-            return self._full_batch_step(x, y, batch_idx)
-        logits = self(x)
-        ce = self._data_loss(logits, y)
-        loss = ce + self.l2_penalty()
-        if self.optimizer_info.needs_closure:
-            self._closure_step(x, y, loss)
-        self._log_train(loss, ce, logits, y)
-        return loss
+        return self.step_strategy.training_step(self, x, y, batch_idx)
 
-    def _log_train(self, loss, ce, logits, y) -> None:
+    def record_train_batch(self, loss, ce, logits, y) -> None:
+        """Every strategy calls this once per batch with the batch's loss (at the weights the
+        batch was evaluated at) and its cross-entropy part."""
         n = len(y)
         if n:
-            self.last_train_loss = loss.detach()  # this process's batch; the progress bar reads it
+            self.last_train_loss = loss.detach()
             self._train_sums.add(loss, ce, logits, y)
         # Epoch values: handed to the metric objects and the logger once, at the epoch's last
         # batch. They compute, and reduce across DDP processes, at the epoch's end. Every
         # process logs them here, even one whose last batch is empty, since that reduction is
         # collective.
-        if self._is_last_batch():
+        if batches_done_this_epoch(self.trainer) >= self.trainer.num_training_batches:
             sums = self._train_sums.take()
             count = max(sums["count"], 1)  # a process that saw no sample adds weight 0
             self.train_loss.update(sums["loss"] / count, weight=sums["count"])
@@ -230,85 +217,9 @@ class ClassifierModule(L.LightningModule):
                 self.log("train/ce", self.train_ce, on_step=False, on_epoch=True)
                 self.log("train/l2", self.train_l2, on_step=False, on_epoch=True)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        # train/loss_step is handed to Lightning only on the steps its logger writes (every
-        # trainer.log_every_n_steps, or when a callback has just stopped the run): a self.log
-        # call costs about 0.56 ms, a third of a small MLP's step, and on the other steps the
-        # value would be replaced before anything wrote it. metrics.csv is the same either way.
-        # This hook runs after every callback's, so a stop they asked for is seen here.
-        n = len(batch[1])  # 0: a DDP process's empty last batch, which has no loss of its own
-        if n and self.last_train_loss is not None and self._logger_writes_this_step():
-            self.log("train/loss_step", self.last_train_loss, on_step=True, on_epoch=False, prog_bar=True,
-                     batch_size=n)
-            # The step size an optimizer estimated for itself (Prodigy's d), on the same steps.
-            d = optim.estimated_step_size(self._trainer.optimizers[0]) if self._trainer.optimizers else None
-            if d is not None:
-                self.log("train/d", d, on_step=True, on_epoch=False, batch_size=n)
-
-    def _logger_writes_this_step(self) -> bool:
-        connector = getattr(self._trainer, "_logger_connector", None)  # Lightning's own test for it
-        return connector is None or connector.should_update_logs
-
-    def _is_last_batch(self) -> bool:
-        trainer = self.trainer
-        return trainer.fit_loop.epoch_loop.batch_progress.current.ready >= trainer.num_training_batches
-
-    def _full_batch_step(self, x, y, batch_idx: int):
-        """gd: sum per-sample gradients over the epoch, step once with their mean.
-
-        Under DDP each backward all-reduces (averages) the gradient across the W processes,
-        so the accumulated gradient is (sum over all samples) / W: it is scaled by W / N,
-        N counted over all processes, which gives the whole set's mean gradient exactly.
-        """
-        opt = self.optimizers()
-        if batch_idx == 0:
-            opt.zero_grad()
-            self._gd_samples = 0
-        logits = self(x)
-        ce_sum = self._data_loss(logits, y, reduction="sum")
-        self.manual_backward(ce_sum)
-        self._gd_samples += len(y)
-        penalty = self.l2_penalty()  # weights are fixed within the epoch: same value every batch
-        if batch_idx == self.trainer.num_training_batches - 1:
-            count = torch.tensor(float(self._gd_samples), device=self.device)
-            total = float(self.trainer.strategy.reduce(count, reduce_op="sum"))
-            scale = self.trainer.world_size / total
-            for p in self.net.parameters():
-                if p.grad is not None:
-                    p.grad.mul_(scale)
-            if self.hparams.l2:  # d/dw lambda*sum(w^2) = 2*lambda*w, added directly: no extra all-reduce
-                for p in self._decay_params:
-                    p.grad.add_(p.detach(), alpha=2 * self.hparams.l2)
-            opt.step()
-            self._step_schedulers("step")
-        n = max(len(y), 1)  # an empty DDP batch still takes part in the epoch's logging
-        self._log_train(ce_sum / n + penalty, ce_sum / n, logits, y)
-
-    def _closure_step(self, x, y, loss) -> None:
-        """SAM: gradient at w, then the optimizer perturbs w, calls the closure, restores, steps."""
-        opt = self.optimizers()
-        opt.zero_grad()
-        self.manual_backward(loss)
-
-        def closure():
-            with frozen_batchnorm_stats(self.net):
-                second = self._data_loss(self(x), y) + self.l2_penalty()
-            self.manual_backward(second)
-            return second
-
-        opt.step(closure=closure)
-        self._step_schedulers("step")
-
-    def _step_schedulers(self, interval: str) -> None:
-        """Manual optimization steps its own schedulers (Lightning only does so automatically)."""
-        if self.automatic_optimization:
-            return
-        sch = self.lr_schedulers()
-        if sch is not None and self._scheduler_interval == interval:
-            sch.step()
-
     def on_train_epoch_end(self) -> None:
-        self._step_schedulers("epoch")
+        if not self.automatic_optimization:
+            self.step_strategy.step_schedulers(self, "epoch")
 
     # --- evaluation --------------------------------------------------------------------
 
@@ -372,17 +283,23 @@ class ClassifierModule(L.LightningModule):
         steps_per_epoch = 1 if self.optimizer_info.full_batch else None
         scheduler, interval = build_scheduler(self.hparams.scheduler, self.scheduler_args, opt,
                                               self._trainer, steps_per_epoch)
-        self._scheduler_interval = interval
+        self.scheduler_interval = interval
         if scheduler is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
     def configure_callbacks(self):
-        if self.hparams.early_stopping is None:
-            return []
-        from lightning.pytorch.callbacks import EarlyStopping
+        from lit_opt.eval_point import EvalPoint, needs_eval_point
 
-        return [EarlyStopping(monitor="val/acc", mode="max", patience=self.hparams.early_stopping)]
+        callbacks = []
+        if self.hparams.early_stopping is not None:
+            from lightning.pytorch.callbacks import EarlyStopping
+
+            callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=self.hparams.early_stopping))
+        given = any(isinstance(cb, EvalPoint) for cb in self.trainer.callbacks)  # a user's own settings win
+        if needs_eval_point(self.hparams.optimizer, self.optimizer_hparams) and not given:
+            callbacks.append(EvalPoint())  # evaluate and save at Schedule-Free's average x
+        return callbacks
 
     # --- checkpoints -------------------------------------------------------------------
 
@@ -398,10 +315,9 @@ class ClassifierModule(L.LightningModule):
         # train/acc over the whole epoch, not just the part after the resume. Under DDP they are
         # summed over the processes here (every process saves) and restored on process 0 only.
         checkpoint["lit_opt_train_sums"] = self._train_sums.state(self._trainer)
-        if self.optimizer_info.full_batch:  # gd mid-epoch: the gradient summed so far is state too
-            checkpoint["lit_opt_gd"] = {
-                "samples": self._gd_samples,
-                "grads": [None if p.grad is None else p.grad.detach().cpu().clone() for p in self.net.parameters()]}
+        key = self.step_strategy.checkpoint_key
+        if key is not None:  # the strategy's own state (gd's gradient summed so far mid-epoch)
+            checkpoint[key] = self.step_strategy.state(self)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         rng = checkpoint.get("lit_opt_rng")
@@ -413,16 +329,12 @@ class ClassifierModule(L.LightningModule):
         torch.set_rng_state(rng["torch"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        gd = checkpoint.get("lit_opt_gd")
-        if gd is not None and self.optimizer_info.full_batch:
-            # Put back in on_train_start: the Trainer zeroes the gradients after restoring.
-            self._gd_samples, self._gd_restore = gd["samples"], gd["grads"]
+        key = self.step_strategy.checkpoint_key
+        if key is not None and checkpoint.get(key) is not None:
+            self.step_strategy.load_state(self, checkpoint[key])
 
     def on_train_start(self) -> None:
-        grads, self._gd_restore = self._gd_restore, None
-        if grads is not None:
-            for p, g in zip(self.net.parameters(), grads):
-                p.grad = None if g is None else g.to(p.device)
+        self.step_strategy.on_train_start(self)
 
 
 def _compile_backend(compile: Union[bool, str]) -> Optional[str]:
@@ -433,9 +345,7 @@ def _compile_backend(compile: Union[bool, str]) -> Optional[str]:
         return "inductor"
     if not isinstance(compile, str):
         raise ConfigError(f"model.compile must be true, false or a torch.compile backend's name, got {compile!r}")
-    import torch._dynamo
-
-    backends = torch._dynamo.list_backends(exclude_tags=())
+    backends = torch.compiler.list_backends(exclude_tags=())
     if compile not in backends:
         raise ConfigError(f"model.compile: unknown torch.compile backend {compile!r}; "
                           f"choose one of: {', '.join(sorted(backends))}")
@@ -454,23 +364,3 @@ def per_class_accuracy(confusion: torch.Tensor) -> torch.Tensor:
     """Diagonal over row sums (rows are true classes); NaN for a class with no samples."""
     confusion = confusion.double()
     return confusion.diagonal() / confusion.sum(dim=1)
-
-
-class frozen_batchnorm_stats:
-    """Context manager: BatchNorm layers normalize with batch statistics but leave their
-    running statistics alone (SAM's second pass must not count the batch twice)."""
-
-    def __init__(self, net: nn.Module):
-        self.layers = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
-    def __enter__(self):
-        self.saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
-                      for m in self.layers]
-        for m in self.layers:
-            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
-
-    def __exit__(self, *exc):
-        for m, (momentum, tracked) in zip(self.layers, self.saved):
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)

@@ -4,8 +4,9 @@ PyYAML): no torch, so the app reads folders on its GUI thread. Checkpoints have 
 reader, `lit_opt.inference.read_checkpoint` (weights only, checked); `checkpoint_contents`
 here reads one once for a view.
 
-Each value has one source file: per-epoch rows in epochs.csv, logged series (every
-`log_every_n_steps`) in metrics.csv, the result in summary.json, a divergence in
+Each value has one source file: every training batch's row in steps.csv (the live stream's
+step series, lit_opt/stream_files.py), per-epoch rows in epochs.csv, logged series (every
+`log_every_n_steps`) in metrics.csv (the only step losses of runs from before steps.csv), the result in summary.json, a divergence in
 diverged.json, the resolved settings in config.yaml, the dataset's description in
 hparams.yaml, confusion matrices in confusion_{val,test}.csv.
 """
@@ -18,8 +19,9 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-CONFIG, SUMMARY, DIVERGED, EPOCHS, METRICS, HPARAMS = (
-    "config.yaml", "summary.json", "diverged.json", "epochs.csv", "metrics.csv", "hparams.yaml")
+CONFIG, SUMMARY, DIVERGED, EPOCHS, METRICS, HPARAMS, STEPS = (
+    "config.yaml", "summary.json", "diverged.json", "epochs.csv", "metrics.csv", "hparams.yaml", "steps.csv")
+STEP_INDEX = ("batches", "step", "epoch", "batch")  # whole numbers in every step row
 
 
 def number(text: Any) -> Optional[float]:
@@ -76,6 +78,46 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 def read_epochs(run_dir: Path) -> list[dict[str, Optional[float]]]:
     """epochs.csv: one row per epoch, every value a number or None."""
     return [{k: number(v) for k, v in row.items()} for row in read_rows(Path(run_dir) / EPOCHS)]
+
+
+def read_steps(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """steps.csv as the live stream's rows (lit_opt/stream.py): ([row per batch], {vector
+    series: element names}). Columns `name[element]` are regrouped into one list per row; a
+    blank cell is a value the batch did not have (left out, as in the live row; NaN and inf are
+    kept). ([], {}) for a run without steps.csv (written before it existed)."""
+    path = Path(run_dir) / STEPS
+    if not path.is_file():
+        return [], {}
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, [])
+        body = list(reader)
+    elements: dict[str, list[str]] = {}
+    columns = []  # (series, element index or None)
+    for name in header:
+        if name.endswith("]") and "[" in name:
+            series, element = name[:-1].split("[", 1)
+            columns.append((series, len(elements.setdefault(series, []))))
+            elements[series].append(element)
+        else:
+            columns.append((name, None))
+    rows = []
+    for cells in body:
+        if len(cells) != len(header):  # a line cut short by a crash
+            continue
+        row: dict[str, Any] = {}
+        try:
+            for (series, index), cell in zip(columns, cells):
+                if cell == "":
+                    continue
+                if index is None:
+                    row[series] = int(cell) if series in STEP_INDEX else float(cell)
+                else:
+                    row.setdefault(series, [None] * len(elements[series]))[index] = float(cell)
+        except ValueError:  # not a number: a damaged line
+            continue
+        rows.append(row)
+    return rows, elements
 
 
 def read_confusion(path: Path) -> Optional[tuple[list[str], list[list[int]], list[Optional[float]]]]:

@@ -2,7 +2,8 @@
 
     checkpoints/<run name>/
         config.yaml          the resolved config (`fit --config` repeats the run)
-        metrics.csv          every logged value (Lightning's CSVLogger)
+        metrics.csv          every logged value (lit_opt/metrics_logger.py)
+        steps.csv            one row per training batch: the live stream's step series
         epochs.csv           one row per epoch: losses, accuracies, epoch time, lr
         best.ckpt            the best validation accuracy so far
         last.ckpt            the latest state (epoch end, Stop/Ctrl-C, or before a divergence)
@@ -13,7 +14,6 @@
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import os
 import re
@@ -21,12 +21,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from lit_opt.callbacks import DivergenceGuard, EpochSummary, Listener, RunFiles, StopOnRequest
+from lit_opt.callbacks import DivergenceGuard, EpochSummary, RunFiles, StopOnRequest
 from lit_opt.errors import ConfigError, StorageError
 
 DEFAULT_ROOT = "checkpoints"
@@ -206,13 +204,18 @@ def release_run_locks(run_dir: Optional[Path] = None, new_since: Optional[set[Pa
             f.close()  # closing the file releases the flock
 
 
-def run_callbacks(run_dir: Path, listener: Optional[Listener] = None,
-                  step_listener: Optional[Listener] = None) -> list[Callback]:
-    """Checkpointing, divergence guard, stop-on-request, epoch summary and run files."""
-    summary = EpochSummary(listener, step_listener)
+def run_callbacks(run_dir: Path, listeners: tuple = ()) -> list[Callback]:
+    """Checkpointing, divergence guard, stop-on-request, epoch summary, run files, and the live
+    stream (lit_opt/stream.py) to the run folder's own files and to `listeners`."""
+    from lit_opt.diagnostics import default_sources
+    from lit_opt.stream import LiveStream
+    from lit_opt.stream_files import RunFolderWriter
+
+    summary = EpochSummary()
     return [
         summary,
-        RunFiles(run_dir, summary),
+        LiveStream(default_sources(), [RunFolderWriter(run_dir), *listeners], summary=summary, run_dir=run_dir),
+        RunFiles(run_dir),
         DivergenceGuard(),
         StopOnRequest(),
         ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
@@ -224,38 +227,10 @@ def run_callbacks(run_dir: Path, listener: Optional[Listener] = None,
     ]
 
 
-class _AppendingWriter(ExperimentWriter):
-    """Lightning's CSV writer deletes an existing metrics.csv when its folder is not empty
-    (a resumed run's folder always is); this one keeps it and appends, starting from the
-    file's own columns so rows logged before the resume keep theirs."""
+def run_logger(run_dir: Path) -> Logger:
+    from lit_opt.metrics_logger import MetricsCSV
 
-    def __init__(self, log_dir: str):
-        super().__init__(log_dir)
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
-                self.metrics_keys = sorted(next(csv.reader(f), []))
-
-    def _check_log_dir_exists(self) -> None:
-        pass
-
-
-class RunLogger(CSVLogger):
-    """metrics.csv directly in the run folder (no version sub-folders), appended to on resume."""
-
-    def __init__(self, run_dir: Path):
-        super().__init__(save_dir=str(run_dir), name="", version="")
-
-    @property
-    @rank_zero_experiment
-    def experiment(self) -> ExperimentWriter:
-        if self._experiment is None:
-            self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _AppendingWriter(log_dir=self.log_dir)
-        return self._experiment
-
-
-def run_logger(run_dir: Path) -> CSVLogger:
-    return RunLogger(run_dir)
+    return MetricsCSV(run_dir)
 
 
 def stop_callback(trainer) -> Optional[StopOnRequest]:

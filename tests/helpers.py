@@ -121,3 +121,21 @@ class DumpRunOptions(Callback):
 
         self.path.write_text(json.dumps({"compile": pl_module._compile_backend,
                                          "channels_last": pl_module._channels_last}))
+
+
+class GradNormsByHand(Callback):
+    """Each layer's gradient norm at every optimizer step, computed here in float64 from the
+    named parameters (a layer: the module that holds them), independently of lit_opt's stream."""
+
+    def __init__(self):
+        self.norms: list[dict[str, float]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        import torch
+
+        layers: dict[str, float] = {}
+        for name, p in pl_module.net.named_parameters():
+            if p.grad is not None:
+                module = name.rsplit(".", 1)[0]
+                layers[module] = layers.get(module, 0.0) + float(p.grad.double().square().sum())
+        self.norms.append({k: v ** 0.5 for k, v in layers.items()})

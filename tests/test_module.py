@@ -197,6 +197,17 @@ class _RecordBatches(Callback):
                            "correct": int((logits.argmax(1) == y).sum())})
 
 
+def _stream(run_dir):
+    """What a fit run adds for its logs: the epoch summary, the live stream (which writes the
+    step losses to the logger) and the divergence guard (whose norms the stream reads)."""
+    from lit_opt.callbacks import DivergenceGuard, EpochSummary
+    from lit_opt.diagnostics import default_sources
+    from lit_opt.stream import LiveStream
+
+    summary = EpochSummary()
+    return [summary, LiveStream(default_sources(), [], summary=summary, run_dir=run_dir), DivergenceGuard()]
+
+
 def test_logged_training_metrics_equal_the_batches_they_summarize(tiny_mnist, tmp_path):
     """train/loss_epoch, train/acc, train/ce and train/l2 are sample-weighted means over the
     epoch's batches; train/loss_step in metrics.csv is the loss of the step it names, written
@@ -207,8 +218,8 @@ def test_logged_training_metrics_equal_the_batches_they_summarize(tiny_mnist, tm
     model = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer="sgd", lr=0.1, l2=0.01,
                              data_info=dm.info)
     record = _RecordBatches(l2=0.01)
-    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, callbacks=[record], log_every_n_steps=3,
-                            logger=CSVLogger(tmp_path / "logs", name="", version=""))
+    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, callbacks=[record, *_stream(tmp_path)],
+                            log_every_n_steps=3, logger=CSVLogger(tmp_path / "logs", name="", version=""))
     trainer.fit(model, datamodule=dm)
 
     last_epoch = record.steps[7:]  # 7 batches per epoch
@@ -246,7 +257,7 @@ def test_a_run_stopped_between_log_steps_writes_the_loss_of_its_last_step(tiny_m
     model = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer="sgd", lr=0.1, data_info=dm.info)
     record = _RecordBatches(l2=0.0)
     trainer = quiet_trainer(max_epochs=3, limit_val_batches=0, log_every_n_steps=3,
-                            callbacks=[record, _StopAfterBatch(4)],
+                            callbacks=[record, _StopAfterBatch(4), *_stream(tmp_path)],
                             logger=CSVLogger(tmp_path / "logs", name="", version=""))
     trainer.fit(model, datamodule=dm)
     rows = [r for r in csv.DictReader((tmp_path / "logs" / "metrics.csv").open()) if r.get("train/loss_step")]
@@ -269,15 +280,15 @@ def test_prodigy_step_size_d_is_logged_per_step_and_per_epoch(tiny_mnist, tmp_pa
     an estimated step size log neither (Adafactor's "d", a clipping threshold, included)."""
     from lightning.pytorch.loggers import CSVLogger
 
-    from lit_opt.callbacks import EpochSummary
-
     dm = _dm(tiny_mnist, batch_size=8)  # 7 batches per epoch
     for optimizer in ("prodigy", "adafactor"):
         model = ClassifierModule(net="mlp", net_args={"hidden": [8]}, optimizer=optimizer, data_info=dm.info)
-        record, summary = _RecordD() if optimizer == "prodigy" else Callback(), EpochSummary()
+        record = _RecordD() if optimizer == "prodigy" else Callback()
         logs = tmp_path / optimizer
+        stream = _stream(logs)
+        summary = stream[0]
         trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, log_every_n_steps=3,
-                                callbacks=[record, summary], logger=CSVLogger(logs, name="", version=""))
+                                callbacks=[record, *stream], logger=CSVLogger(logs, name="", version=""))
         trainer.fit(model, datamodule=dm)
         rows = list(csv.DictReader((logs / "metrics.csv").open()))
         if optimizer == "adafactor":

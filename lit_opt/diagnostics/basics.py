@@ -1,0 +1,48 @@
+"""The step loss, the learning rate, and the step size an optimizer estimated for itself."""
+
+from __future__ import annotations
+
+from lit_opt.stream import Series, Source
+
+
+class StepLoss(Source):
+    """The batch's training loss (with the L2 penalty when set), from the one place every
+    training-step strategy records it (`module.last_train_loss`); None for a DDP process's
+    empty batch."""
+
+    series = (Series("train/loss", label="training loss per batch", logged_as="train/loss_step"),)
+
+    def step(self, trainer, pl_module) -> dict:
+        loss = pl_module.last_train_loss
+        return {} if loss is None else {"train/loss": loss}
+
+
+class LearningRate(Source):
+    """The learning rate of the first parameter group that this batch's step used (read as
+    the batch starts: schedulers have already moved it on by the batch's end)."""
+
+    series = (Series("train/lr", label="learning rate"),)
+
+    def batch_start(self, trainer, pl_module) -> dict:
+        if not trainer.optimizers:
+            return {}
+        lr = trainer.optimizers[0].param_groups[0]["lr"]
+        return {"train/lr": lr if not hasattr(lr, "item") else lr.detach()}
+
+
+class EstimatedStepSize(Source):
+    """Prodigy's d (and D-Adaptation's): the step size the optimizer chose for itself."""
+
+    series = (Series("train/d", label="estimated step size d", logged_as="train/d"),)
+
+    def start(self, trainer, pl_module):
+        from lit_opt.optim import estimated_step_size
+
+        has_d = bool(trainer.optimizers) and estimated_step_size(trainer.optimizers[0]) is not None
+        return {} if has_d else None
+
+    def step(self, trainer, pl_module) -> dict:
+        from lit_opt.optim import estimated_step_size
+
+        d = estimated_step_size(trainer.optimizers[0]) if trainer.optimizers else None
+        return {} if d is None else {"train/d": d}
