@@ -27,12 +27,13 @@ from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, Q
 
 from gui.records import RunRecord
 from lit_opt.run_files import find_run_folders
-from gui.widgets.confusion import ConfusionView
-from gui.widgets.curves import CurvesView
+from gui.views import RunView, views
+from gui.views.confusion import ConfusionView
+from gui.views.curves import CurvesView
 from gui.widgets.playground import Playground
 from gui.widgets.run_form import FormError, RunForm
 from gui.widgets.run_list import RunList
-from gui.widgets.weights import WeightsView
+from gui.views.weights import WeightsView
 from gui.worker import Importer, TrainWorker
 
 REDRAW_MS = 50  # at most 20 redraws a second
@@ -80,6 +81,7 @@ class MainWindow(QMainWindow):
         self._timer.timeout.connect(self._redraw)
         self._timer.start()
         self.form.error_message.connect(self.show_error)
+        self.form.info_message.connect(self._on_form_info)
         self.set_status("Loading PyTorch and Lightning…", busy=True)
         self._update_buttons()
         QTimer.singleShot(0, self.rescan)
@@ -132,13 +134,10 @@ class MainWindow(QMainWindow):
         self.message.hide()
         right_layout.addWidget(self.message)
         self.tabs = QTabWidget()
-        self.curves = CurvesView()
-        self.weights = WeightsView()
-        self.confusion = ConfusionView()
+        self.views: list[RunView] = views()  # every run view in gui/views/, in its order
+        for view in self.views:
+            self.tabs.addTab(view, view.tab_title)
         self.playground = Playground()
-        self.tabs.addTab(self.curves, "Curves")
-        self.tabs.addTab(self.weights, "Weights")
-        self.tabs.addTab(self.confusion, "Confusion matrix")
         self.tabs.addTab(self.playground, "Playground")
         right_layout.addWidget(self.tabs, 1)
 
@@ -156,6 +155,21 @@ class MainWindow(QMainWindow):
         self.busy.setMaximumWidth(140)
         self.statusBar().addWidget(self.status_line, 1)
         self.statusBar().addPermanentWidget(self.busy)
+
+    def view(self, cls: type) -> RunView:
+        return next(v for v in self.views if isinstance(v, cls))
+
+    @property
+    def curves(self) -> CurvesView:
+        return self.view(CurvesView)
+
+    @property
+    def weights(self) -> WeightsView:
+        return self.view(WeightsView)
+
+    @property
+    def confusion(self) -> ConfusionView:
+        return self.view(ConfusionView)
 
     def _build_menus(self) -> None:
         file = self.menuBar().addMenu("&File")
@@ -366,10 +380,10 @@ class MainWindow(QMainWindow):
             return
         self._progress = {k: v for k, v in chunk.items() if k != "rows"}
         rows = chunk["rows"]
-        nb = self._progress.get("batches_per_epoch") or 0
-        rec.add_steps(rows, nb)
+        rec.elements.update(chunk.get("elements") or {})
+        rec.add_steps(rows)
         last = rows[-1]
-        self._rate.append((last["time"], last["epoch"] * nb + last["batch"] + 1))
+        self._rate.append((last["time"], last["batches"]))
         self._progress.update(epoch=last["epoch"], step=last["step"], batch=last["batch"])
         self._dirty = True
 
@@ -379,9 +393,6 @@ class MainWindow(QMainWindow):
         if rec is None:
             return
         rec.add_epoch(row)
-        if rec is self.shown:
-            self.weights.set_weights(rec.weights, rec.input_shape)
-            self.confusion.set_matrix(rec.confusion, rec.class_names)
         self.run_list.update_row(rec)
         self._dirty = True
 
@@ -428,7 +439,12 @@ class MainWindow(QMainWindow):
         if self._close_pending:
             QTimer.singleShot(0, self.close)
 
+    @Slot(str)
+    def _on_form_info(self, text: str) -> None:
+        self.set_status(text + ".")
+
     def _update_buttons(self) -> None:
+        self.form.set_locked(self.is_running)  # a running run's settings cannot change
         self.start_button.setEnabled(self.is_ready and not self.is_running)
         self.stop_button.setEnabled(self.is_running)
         self.run_list.resume_button.setEnabled(self.is_ready and not self.is_running)
@@ -455,7 +471,7 @@ class MainWindow(QMainWindow):
         if self.shown is not None:
             self._show(self.shown)
         else:
-            self._show_curves()
+            self._show_views()
 
     def _show(self, rec: RunRecord) -> None:
         """Point every view at this run (reading its files first if it is a saved run)."""
@@ -465,18 +481,15 @@ class MainWindow(QMainWindow):
                 rec.load()
             except Exception as exc:
                 self.show_error(f"Could not read {rec.run_dir}: {exc}")
-        self.weights.set_weights(rec.weights, rec.input_shape)
-        self.confusion.set_matrix(rec.confusion, rec.class_names)
-        self._show_curves()
+        self._show_views()
 
-    def _show_curves(self) -> None:
-        runs = [self.shown] if self.shown is not None else []
-        for rec in self.run_list.ticked():
+    def _show_views(self) -> None:
+        ticked = self.run_list.ticked()
+        for rec in ticked:
             if not rec.loaded and self.is_ready:
                 rec.load()
-            if all(rec is not r for r in runs):
-                runs.append(rec)
-        self.curves.set_runs(runs)
+        for view in self.views:
+            view.show_runs(self.shown, ticked)
         self._dirty = True
 
     @Slot()
@@ -485,9 +498,8 @@ class MainWindow(QMainWindow):
             return
         self._dirty = False
         t0 = time.perf_counter()
-        self.curves.refresh()
-        self.weights.refresh()
-        self.confusion.refresh()
+        for view in self.views:
+            view.refresh()
         if self.running is not None and self._progress:
             self.set_status(self._status_text())
         view = self.tabs.currentWidget()

@@ -1,23 +1,26 @@
 """What the app knows about one run: its curves, latest weights and confusion matrix.
 
-A `RunRecord` is filled live from the worker's signals (one point per training step) or
-read from a run folder written by the CLI or an earlier session (docs/reference.md) through
-lit_opt/run_files.py: config.yaml, metrics.csv (step losses), epochs.csv (epoch rows, the
-same keys the live run sends), confusion_val.csv, summary.json, last.ckpt. Plain Python and
+A `RunRecord` is filled live from the live stream's rows (lit_opt/stream.py: one row per
+training batch, one per epoch) or read from a run folder written by the CLI or an earlier
+session (docs/reference.md) through lit_opt/run_files.py: steps.csv (the same step rows),
+epochs.csv (the same epoch rows), config.yaml, confusion_val.csv, summary.json, last.ckpt.
+Both go through `add_steps`/`add_epoch`, so a reopened run holds exactly what the live run
+held. Every step series is kept, in compact arrays (8 bytes a value). Plain Python and
 numpy; reading weights from a checkpoint needs torch, imported on call.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from lit_opt.run_files import (CONFIG, HPARAMS, METRICS, SUMMARY, checkpoint_contents, number, read_confusion,
-                               read_epochs, read_json, read_rows, read_yaml)
+from lit_opt.run_files import (CONFIG, HPARAMS, METRICS, STEP_INDEX, SUMMARY, checkpoint_contents, number,
+                               read_confusion, read_epochs, read_json, read_rows, read_steps, read_yaml)
 
 SMOOTHING = 0.8  # exponential moving average of the step losses (debiased, as TensorBoard does)
 
@@ -33,6 +36,9 @@ class RunRecord:
     step_smooth: list[float] = field(default_factory=list)
     _ema: float = 0.0
     _ema_n: int = 0
+    # every step series: name -> (x, values); a vector series' values are flat, a row per x
+    steps: dict[str, tuple[array, array]] = field(default_factory=dict)
+    elements: dict[str, list[str]] = field(default_factory=dict)  # vector series: element names
     # per epoch
     epochs: list[dict[str, Any]] = field(default_factory=list)
     confusion: Optional[np.ndarray] = None
@@ -123,13 +129,31 @@ class RunRecord:
 
     # --- live data -------------------------------------------------------------------------
 
-    def add_steps(self, rows: list[dict], batches_per_epoch: int = 0) -> None:
+    def add_steps(self, rows: list[dict]) -> None:
+        """The live stream's step rows (lit_opt/stream.py), or the same rows read from steps.csv.
+        x is the row's "batches": batches trained so far in the run, 1-based."""
         for row in rows:
+            x = float(row["batches"])
+            for key, value in row.items():
+                if key in STEP_INDEX or value is None:
+                    continue
+                xs, ys = self.steps.get(key) or self.steps.setdefault(key, (array("d"), array("d")))
+                xs.append(x)
+                if isinstance(value, (list, tuple)):
+                    ys.extend(math.nan if v is None else float(v) for v in value)
+                else:
+                    ys.append(float(value))
             loss = row.get("train/loss")
-            if loss is None:
-                continue
-            x = row["epoch"] * batches_per_epoch + row["batch"] + 1 if batches_per_epoch else row["step"]
-            self.add_step(float(x), float(loss))
+            if loss is not None:
+                self.add_step(x, float(loss))
+
+    def step_series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(x, values) of a step series: values 1-D for a scalar, (rows, elements) for a vector."""
+        xs, ys = self.steps.get(name, (array("d"), array("d")))
+        x, y = np.frombuffer(xs, float).copy(), np.frombuffer(ys, float).copy()
+        if name in self.elements and len(x):
+            y = y.reshape(len(x), -1)
+        return x, y
 
     def add_step(self, x: float, loss: float) -> None:
         self.step_x.append(x)
@@ -186,12 +210,17 @@ class RunRecord:
         self._load_weights()
 
     def _load_metrics(self) -> None:
-        """Step losses from metrics.csv (every logged step), epoch rows from epochs.csv: each
-        value from the one file that is its source, with the keys the live run sends."""
-        for row in read_rows(self.run_dir / METRICS):
-            step, loss = number(row.get("step")), number(row.get("train/loss_step"))
-            if step is not None and loss is not None:
-                self.add_step(step + 1, loss)
+        """Step rows from steps.csv, epoch rows from epochs.csv: the rows the live run sent.
+        A run from before steps.csv existed has only the logged step losses (metrics.csv,
+        every log_every_n_steps)."""
+        rows, elements = read_steps(self.run_dir)
+        self.elements.update(elements)
+        self.add_steps(rows)
+        if not rows:
+            for row in read_rows(self.run_dir / METRICS):
+                step, loss = number(row.get("step")), number(row.get("train/loss_step"))
+                if step is not None and loss is not None:
+                    self.add_steps([{"batches": int(step) + 1, "train/loss": loss}])
         self.epochs = [{**row, "epoch": int(row["epoch"])} for row in read_epochs(self.run_dir)
                        if row.get("epoch") is not None]
 

@@ -61,16 +61,17 @@ def take_screenshots(out_dir: Path, data_dir: Optional[str] = None, runs_root: O
         return 1
     wait_until(lambda: False, 0.6)  # a few more steps of the next epoch on the curves
     written = []
-    for index, name in ((0, "curves"), (1, "weights"), (2, "confusion")):
-        window.tabs.setCurrentIndex(index)
+    for view in window.views:  # every registered view: app-curves.png, app-gradients.png, ...
+        window.tabs.setCurrentWidget(view)
         wait_until(lambda: False, 0.3)
+        name = view.tab_title.lower().split()[0]
         path = out_dir / f"app-{name}.png"
         window.grab().save(str(path))
         written.append(path)
     window.stop()
     wait_until(lambda: not window.is_running, 60)
     window.playground.function.setCurrentText("rosenbrock")
-    window.tabs.setCurrentIndex(3)
+    window.tabs.setCurrentWidget(window.playground)
     wait_until(lambda: not window.playground.is_animating(), 30)
     path = out_dir / "app-playground.png"
     window.grab().save(str(path))

@@ -6,11 +6,11 @@
     worker.epoch.connect(window.on_epoch)            # connect to @Slot methods, never lambdas
     thread.start(); ...; worker.request_stop()       # from the GUI thread
 
-lit_opt knows nothing of Qt: `FitJob.listen` calls plain functions in the training thread
-with plain dicts (numbers, numpy arrays). `TrainWorker` is the bridge: it collects step
-rows and emits them at most `EMIT_INTERVAL` apart, so a fast run never floods the GUI's
-event loop, and emits each epoch row as it comes. Signals carry `object` payloads (lists,
-dicts of numpy arrays) that Qt queues to the receivers' thread untouched.
+lit_opt knows nothing of Qt: the run's live stream (lit_opt/stream.py) calls a listener in
+the training thread with plain data (numbers, lists, numpy arrays), already batched (a flush
+at most every 50 ms), so a fast run never floods the GUI's event loop. `TrainWorker` is the
+bridge: its listener turns each batch of step rows and each epoch row into a signal. Signals
+carry `object` payloads that Qt queues to the receivers' thread untouched.
 
 `Importer` runs the 5-9 s import of torch and Lightning after the window shows.
 """
@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 import traceback
 from typing import Any, Optional
 
 from PySide6.QtCore import QObject, Signal, Slot
-
-EMIT_INTERVAL = 0.05  # seconds between step signals: at most 20 a second
 
 # Display-only Trainer settings for runs in the app (not written by the form's Save):
 # the progress bar and model summary would only print to the terminal behind the window.
@@ -69,8 +66,8 @@ class TrainWorker(QObject):
     number of `steps(chunk)` and `epoch(row)`; then exactly one of `finished(summary)`,
     `stopped(message)` or `failed(message)`; then `done()`.
 
-    A `steps` chunk is {"rows": [step rows with a "time" key], "batches_per_epoch",
-    "max_epochs", "batch_size"}; an epoch row is lit_opt's (epochs.csv keys, "val/confusion",
+    A `steps` chunk is {"rows": [the stream's step rows], "batches_per_epoch", "max_epochs",
+    "batch_size", "elements"}; an epoch row is the stream's (epochs.csv keys, "val/confusion",
     "weights").
     """
 
@@ -88,8 +85,6 @@ class TrainWorker(QObject):
         self.job = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._pending: list[dict[str, Any]] = []
-        self._last_emit = 0.0
         self._progress: dict[str, Any] = {}
 
     # --- GUI thread ----------------------------------------------------------------------
@@ -110,7 +105,8 @@ class TrainWorker(QObject):
         try:
             from lit_opt.jobs import prepare_fit
 
-            job = prepare_fit(with_app_overrides(self.config), ckpt_path=self.ckpt_path)
+            job = prepare_fit(with_app_overrides(self.config), ckpt_path=self.ckpt_path,
+                              listeners=[_Forward(self)])
             with self._lock:
                 self.job = job
             config = copy.deepcopy(job.config)
@@ -123,51 +119,40 @@ class TrainWorker(QObject):
                 job.release()
                 remove_if_unused(job.run_dir)
                 raise RunStopped("Stopped before training started.")
-            job.listen(epoch=self._on_epoch, step=self._on_step)
             summary = job.run()
-            self._flush()
             self.finished.emit(summary)
         except RunStopped as exc:
-            self._flush()
             where = getattr(exc, "run_dir", None)
             keep = f" The run resumes from {where}/last.ckpt." if where else ""
             self.stopped.emit(f"{exc}{keep}")
         except LitOptError as exc:
-            self._flush()
             self.failed.emit(str(exc))
         except SystemExit as exc:  # jsonargparse's way to refuse a config, and Lightning's SIGTERM
-            self._flush()
             self.failed.emit(f"The run ended early (exit code {exc.code}); see the terminal for details.")
         except BaseException as exc:  # a bug or an unforeseen input: still a message, not a crash
             traceback.print_exc()
-            self._flush()
             self.failed.emit(f"Unexpected error ({type(exc).__name__}): {exc}")
         finally:
             if self.job is not None:  # however the run ended, other processes may use its folder
                 self.job.release()
             self.done.emit()
 
-    def _on_step(self, row: dict) -> None:
-        # A Stop pressed before the job existed (while torch or the data loaded) is handed
-        # on here; the step listener runs before StopOnRequest's check, so the run still
-        # ends after this very batch.
+    def _on_start(self, info: dict) -> None:
+        self._progress = {k: info[k] for k in ("batches_per_epoch", "max_epochs", "batch_size", "elements")}
+
+    def _on_steps(self, rows: list[dict]) -> None:
+        # A Stop pressed before the job existed (while torch or the data loaded) is handed on
+        # here; the stream runs before StopOnRequest's check, so the run ends after this batch.
         if self._stop.is_set():
             self.job.request_stop()
-        if not self._progress:
-            trainer = self.job.trainer
-            self._progress = {"batches_per_epoch": int(trainer.num_training_batches),
-                              "max_epochs": int(trainer.max_epochs or 0),
-                              "batch_size": int(self.job.datamodule.batch_size)}
-        self._pending.append({**row, "time": time.perf_counter()})
-        if time.perf_counter() - self._last_emit >= EMIT_INTERVAL:
-            self._flush()
+        self.steps.emit({"rows": rows, **self._progress})
 
     def _on_epoch(self, row: dict) -> None:
-        self._flush()
         self.epoch.emit(row)
 
-    def _flush(self) -> None:
-        if self._pending:
-            rows, self._pending = self._pending, []
-            self.steps.emit({"rows": rows, **self._progress})
-        self._last_emit = time.perf_counter()
+
+class _Forward:
+    """The worker's listener of the run's live stream (lit_opt.stream.Listener's methods)."""
+
+    def __init__(self, worker: TrainWorker):
+        self.on_start, self.on_steps, self.on_epoch = worker._on_start, worker._on_steps, worker._on_epoch

@@ -13,10 +13,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from gui.views import RunView
+
 MAX_CELL_TEXT = 20  # classes; beyond this the numbers would not fit in the cells
 
 
-class ConfusionView(QWidget):
+class ConfusionView(RunView):
+    tab_title, order = "Confusion matrix", 30
+    series = ("val/confusion",)
+
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
         layout = QVBoxLayout(self)
@@ -53,6 +58,7 @@ class ConfusionView(QWidget):
         self._dirty = False
         self.matrix: Optional[np.ndarray] = None
         self.per_class: Optional[np.ndarray] = None
+        self._rec = None
 
     def set_matrix(self, matrix: Optional[np.ndarray], class_names: Sequence[str]) -> None:
         """A new matrix; drawn by the next `refresh()`."""
@@ -61,7 +67,15 @@ class ConfusionView(QWidget):
             [] if matrix is None else [str(i) for i in range(len(matrix))])
         self._dirty = True
 
+    def show_runs(self, shown, ticked: list) -> None:
+        self._rec = shown
+        self.set_matrix(shown.confusion if shown is not None else None,
+                        shown.class_names if shown is not None else [])
+
     def refresh(self) -> None:
+        rec = getattr(self, "_rec", None)
+        if rec is not None and rec.confusion is not self.matrix:  # a new validation's matrix
+            self.set_matrix(rec.confusion, rec.class_names)
         if not self._dirty:
             return
         self._dirty = False

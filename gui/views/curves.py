@@ -18,6 +18,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from gui.records import RunRecord
+from gui.views import RunView
 
 # Matplotlib's tab10: distinct on white, in the seminar's plots' order.
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -70,7 +71,10 @@ class _RunItems:
             self.train_acc.setData(*rec.epoch_series("train/acc"))
 
 
-class CurvesView(QWidget):
+class CurvesView(RunView):
+    tab_title, order = "Curves", 10
+    series = ("train/loss", "val/loss", "val/acc", "train/acc", "train/l2")
+
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
         layout = QVBoxLayout(self)
@@ -102,6 +106,11 @@ class CurvesView(QWidget):
         self.graphics.ci.layout.setRowStretchFactor(1, 2)
         self._items: dict[str, _RunItems] = {}
         self._shown: list[RunRecord] = []
+
+    def show_runs(self, shown: Optional[RunRecord], ticked: list[RunRecord]) -> None:
+        """The selected run first, then the ticked ones."""
+        runs = [shown] if shown is not None else []
+        self.set_runs(runs + [r for r in ticked if all(r is not x for x in runs)])
 
     def set_runs(self, records: list[RunRecord]) -> None:
         """Show these runs (the first alone gets every curve; several get one colour each)."""

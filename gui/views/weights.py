@@ -16,6 +16,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from gui.views import RunView
+
 GAP = 1  # pixels between tiles (left transparent)
 
 
@@ -59,7 +61,10 @@ def describe(name: str, weight: np.ndarray) -> str:
     return f"layer {name}: dense {weight.shape[1]}→{weight.shape[0]}"
 
 
-class WeightsView(QWidget):
+class WeightsView(RunView):
+    tab_title, order = "Weights", 20
+    series = ("weights",)
+
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
         layout = QVBoxLayout(self)
@@ -89,6 +94,7 @@ class WeightsView(QWidget):
         self._weights: dict[str, np.ndarray] = {}
         self._input_shape: Optional[Sequence[int]] = None
         self._dirty = False
+        self._rec, self._source = None, None
         self.tiles: Optional[np.ndarray] = None  # what is shown, (K, H, W)
         self.grid: Optional[np.ndarray] = None
 
@@ -105,9 +111,18 @@ class WeightsView(QWidget):
             self.layer.setCurrentIndex(max(self.layer.findData(current), 0))
             self.layer.blockSignals(False)
         self._weights, self._input_shape = weights, input_shape
+        self._source = getattr(self, "_rec", None) and self._rec.weights
         self._dirty = True
 
+    def show_runs(self, shown, ticked: list) -> None:
+        self._rec = shown
+        self.set_weights(shown.weights if shown is not None else None,
+                         shown.input_shape if shown is not None else None)
+
     def refresh(self) -> None:
+        rec = getattr(self, "_rec", None)
+        if rec is not None and rec.weights is not self._source:  # a new epoch's weights arrived
+            self.set_weights(rec.weights, rec.input_shape)
         if not self._dirty:
             return
         self._dirty = False

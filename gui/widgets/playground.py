@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QHBoxLayout, QLabel, QPus
 
 from lit_opt import optim
 from lit_opt.declarations.toys import TOY_FUNCTIONS
-from gui.widgets.curves import PALETTE
+from gui.views.curves import PALETTE
 
 FUNCTION_NAMES = list(TOY_FUNCTIONS)
 # Starting rows per function: learning rates that show each optimizer's character there.

@@ -28,20 +28,20 @@ def small_config(data_dir, root, epochs: int = 1, train_size: int = 2000, batch_
 
 @pytest.fixture
 def pace(monkeypatch):
-    """Sleep 20 ms after every training batch of the app's runs, so a tiny run lasts long enough
-    to stop mid-epoch. It changes no number, and it is not in the run's config (a config.yaml
-    that names a callback is not resumed by itself: lit_opt/found_config.py)."""
+    """Sleep 20 ms after every training batch of the runs in this test, so a tiny run lasts long
+    enough to stop mid-epoch. It changes no number, and it is not in the run's config (a
+    config.yaml that names a callback is not resumed by itself: lit_opt/found_config.py)."""
     import time
 
-    from gui.worker import TrainWorker
+    from lit_opt.stream import LiveStream
 
-    on_step = TrainWorker._on_step
+    on_batch_end = LiveStream.on_train_batch_end
 
-    def paced(self, row):
-        on_step(self, row)
+    def paced(self, *args):
+        on_batch_end(self, *args)
         time.sleep(0.02)
 
-    monkeypatch.setattr(TrainWorker, "_on_step", paced)
+    monkeypatch.setattr(LiveStream, "on_train_batch_end", paced)
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ def test_a_one_epoch_run_shows_its_checkpoints_weights_confusion_and_every_step(
     from lit_opt.artifacts import weight_images
     from lit_opt.data import ClassificationDataModule
     from lit_opt.nets import first_layer
-    from gui.widgets.weights import grid_tile
+    from gui.views.weights import grid_tile
 
     window = make_window(tmp_path / "runs", small_config(real_data, tmp_path / "runs"))
     qtbot.mouseClick(window.start_button, _left())
