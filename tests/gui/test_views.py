@@ -91,3 +91,20 @@ def test_the_optimizer_view_shows_the_learning_rate_each_step_used_and_muons_spl
     assert not view.d_plot.isVisible()  # Muon estimates no step size of its own
     # The hidden 20x20 weight is Muon's; the first and last layers and the biases AdamW's.
     assert "muon: 3.weight ·" in view.info.text() + " ·" and "adamw: 1.weight" in view.info.text()
+
+
+def test_a_run_saved_before_steps_csv_still_opens_with_its_logged_losses(tmp_path):
+    """Runs from earlier versions have no steps.csv: their step losses come from metrics.csv
+    (every log_every_n_steps, at Lightning's step numbering), their epochs from epochs.csv."""
+    from gui.records import RunRecord
+
+    run = tmp_path / "old-run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: {net: mlp, optimizer: sgd, lr: 0.1}\ndata: {name: mnist}\n")
+    (run / "metrics.csv").write_text("epoch,step,train/loss_step,val/acc\n0,49,0.9,\n0,99,0.5,\n0,99,,0.91\n")
+    (run / "epochs.csv").write_text("epoch,step,train/loss,train/acc,val/loss,val/acc\n0,100,0.7,0.8,0.4,0.91\n")
+    rec = RunRecord.from_folder(run)
+    rec.load()
+    assert rec.step_x == [50.0, 100.0] and rec.step_loss == [0.9, 0.5]
+    assert list(rec.step_series("train/loss")[0]) == [50.0, 100.0]
+    assert rec.epochs[0]["val/acc"] == 0.91 and rec.best_val_acc == 0.91
