@@ -30,7 +30,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+def _checkout() -> Path:
+    """The lit_opt to measure: this script's own checkout, or `--checkout DIR` (another
+    revision, as benchmarks/revisions.py compares them)."""
+    if "--checkout" in sys.argv:
+        return Path(sys.argv[sys.argv.index("--checkout") + 1]).resolve()
+    return Path(__file__).resolve().parents[1]
+
+
+sys.path.insert(0, str(_checkout()))
 
 from lit_opt import nets  # noqa: E402
 from lit_opt.cli import main as lit_opt_main  # noqa: E402
@@ -135,6 +143,9 @@ def main() -> None:
     parser.add_argument("--nets", nargs="+", default=["mlp", "lenet5"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-progress-bar", action="store_true", help="turn lit_opt's progress bar off")
+    parser.add_argument("--checkout", type=Path, default=None, help="measure the lit_opt in this folder")
+    parser.add_argument("--only", nargs="+", choices="abcd", default=list("abcd"),
+                        help="run only these paths (b/d needs b and d)")
     args = parser.parse_args()
     data_dir = os.environ.get("LIT_OPT_DATA") or sys.exit("set LIT_OPT_DATA to the datasets folder")
     warnings.filterwarnings("ignore")
@@ -150,16 +161,22 @@ def main() -> None:
     for net_name in args.nets:
         plain, lit, tutorial, bare = [], [], [], []
         for _ in range(args.repeats):
-            plain.append(plain_epoch(net_name, images, labels, dm.info["mean"], dm.info["std"]))
-            lit += lit_opt_epochs(net_name, data_dir, 3, extra)
-            tutorial.append(tutorial_epoch(net_name, data_dir))
-            bare += bare_lightning_epochs(net_name, dm, 3)
+            if "a" in args.only:
+                plain.append(plain_epoch(net_name, images, labels, dm.info["mean"], dm.info["std"]))
+            if "b" in args.only:
+                lit += lit_opt_epochs(net_name, data_dir, 3, extra)
+            if "c" in args.only:
+                tutorial.append(tutorial_epoch(net_name, data_dir))
+            if "d" in args.only:
+                bare += bare_lightning_epochs(net_name, dm, 3)
         for label, xs in (("(a) plain", plain), ("(b) lit_opt", lit), ("(c) tutorial", tutorial),
                           ("(d) bare Lightning", bare)):
-            print(f"{net_name:<8} {label:<18} {summary(xs)}", flush=True)
-        med = {k: statistics.median(v) for k, v in (("a", plain), ("b", lit), ("c", tutorial), ("d", bare))}
-        ratios.append(f"{net_name}: b/a {med['b'] / med['a']:.2f}, c/b {med['c'] / med['b']:.2f}, "
-                      f"d/a {med['d'] / med['a']:.2f}, b/d {med['b'] / med['d']:.2f}")
+            if xs:
+                print(f"{net_name:<8} {label:<18} {summary(xs)}", flush=True)
+        med = {k: statistics.median(v) for k, v in (("a", plain), ("b", lit), ("c", tutorial), ("d", bare)) if v}
+        pairs = (("b", "a"), ("c", "b"), ("d", "a"), ("b", "d"))
+        ratios.append(f"{net_name}: " + ", ".join(f"{x}/{y} {med[x] / med[y]:.2f}" for x, y in pairs
+                                                  if x in med and y in med))
     print("ratios: " + "; ".join(ratios))
 
 

@@ -5,8 +5,9 @@ machine (never compare figures from separate runs).
     git worktree add /tmp/before <commit>
     LIT_OPT_DATA=../shared/datasets python benchmarks/revisions.py /tmp/before . --rounds 5
 
-Each round runs `benchmarks/epoch.py --repeats 1` of each checkout in a fresh process (its own
-imports), the checkouts in turn; the table gives each one's median b/d and b/a over the rounds.
+Each round runs this checkout's `benchmarks/epoch.py --repeats 1 --only b d --checkout DIR`
+for each checkout in a fresh process (its own imports of that checkout's lit_opt), the
+checkouts in turn and the order swapped every round; the table gives each one's median b/d.
 """
 
 from __future__ import annotations
@@ -19,11 +20,16 @@ import sys
 from pathlib import Path
 
 
+EPOCH = Path(__file__).resolve().parent / "epoch.py"
+
+
 def one_round(checkout: Path, net: str) -> dict[str, float]:
-    out = subprocess.run([sys.executable, str(checkout / "benchmarks" / "epoch.py"), "--repeats", "1",
-                          "--nets", net], cwd=checkout, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, str(EPOCH), "--repeats", "1", "--nets", net, "--only", "b", "d",
+                          "--checkout", str(checkout)], cwd=checkout, capture_output=True, text=True,
+                         check=True).stdout
     line = next(line for line in out.splitlines() if line.startswith("ratios:"))
-    return {k: float(v) for k, v in re.findall(r"(b/a|b/d|d/a) ([0-9.]+)", line)}
+    got = {k: float(v) for k, v in re.findall(r"(b/d) ([0-9.]+)", line)}
+    return got
 
 
 def main() -> None:
@@ -40,9 +46,9 @@ def main() -> None:
                 got[name].append(one_round(getattr(args, name).resolve(), net))
                 print(f"{net} round {r + 1} {name}: {got[name][-1]}", flush=True)
         for name, rows in got.items():
-            med = {k: statistics.median(row[k] for row in rows) for k in ("b/d", "b/a")}
+            med = statistics.median(row["b/d"] for row in rows)
             bd = ", ".join(f"{row['b/d']:.2f}" for row in rows)
-            print(f"{net:<7} {name:<7} median b/d {med['b/d']:.2f} (rounds: {bd}), median b/a {med['b/a']:.2f}")
+            print(f"{net:<7} {name:<7} median b/d {med:.2f} (rounds: {bd})")
 
 
 if __name__ == "__main__":

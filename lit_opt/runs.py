@@ -214,7 +214,10 @@ def run_callbacks(run_dir: Path, listeners: tuple = ()) -> list[Callback]:
     summary = EpochSummary()
     return [
         summary,
-        LiveStream(default_sources(), [RunFolderWriter(run_dir), *listeners], summary=summary, run_dir=run_dir),
+        # A program watching live (the app) gets rows 20 times a second; the files alone, once
+        # a second: each flush costs a fixed half millisecond or so (docs/performance.md).
+        LiveStream(default_sources(), [RunFolderWriter(run_dir), *listeners], summary=summary, run_dir=run_dir,
+                   flush_seconds=0.05 if listeners else 1.0),
         RunFiles(run_dir),
         DivergenceGuard(),
         StopOnRequest(),
