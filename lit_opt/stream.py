@@ -15,7 +15,8 @@ is how the desktop app gets its data without lit_opt knowing about Qt:
                       "global_step", "batches" (trained before this start: a resume's point),
                       "series": [step series of this run], "elements": {vector series: [names]}}
     on_steps(rows)   [{"batches" (1-based count over the whole run), "step" (global_step),
-                       "epoch", "batch", "time" (training seconds), <series>: value}, ...]
+                       "epoch", "batch", "time" (seconds since training began, validation
+                       included, continued across resumes), <series>: value}, ...]
     on_epoch(row)    epochs.csv's keys, "val/confusion" and "weights" (numpy arrays)
 
 Listeners run in the training thread. Scalar series that declare `logged_as` also go to the
@@ -92,7 +93,7 @@ class LiveStream(Callback):
         self._pending: list[dict] = []
         self._owner: dict[str, Source] = {}
         self._batches = 0
-        self._seconds = 0.0  # training seconds before this start (a resumed run's)
+        self._seconds = 0.0  # seconds before this start (a resumed run's)
         self._t0 = 0.0
         self._last_flush = 0.0
         self._restored: Optional[dict] = None
