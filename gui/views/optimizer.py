@@ -34,6 +34,7 @@ class OptimizerView(RunView):
         self.lr_plot.setLabel("bottom", "batch")
         self.lr_plot.setLabel("left", "lr")
         self.lr_plot.showGrid(x=True, y=True, alpha=0.25)
+        self.lr_plot.getAxis("left").enableAutoSIPrefix(False)  # "lr 0.05", not "lr (x0.001) 50"
         self.lr_curve = self.lr_plot.plot(pen=pg.mkPen("#1f77b4", width=2))
         self.d_plot = self.graphics.addPlot(row=1, col=0)
         self.d_plot.setTitle("step size the optimizer estimated for itself (Prodigy's d)")
@@ -63,6 +64,8 @@ class OptimizerView(RunView):
             return
         self._count = count
         self.lr_curve.setData(x_lr, lr)
+        if len(lr):  # from 0: a constant rate is a flat line at its height, not a centred one
+            self.lr_plot.setYRange(0, float(np.nanmax(lr)) * 1.1 or 1.0, padding=0)
         ok = np.isfinite(d) & (d > 0)
         self.d_curve.setData(x_d[ok], d[ok])
         self.d_plot.setVisible(bool(len(x_d)))
