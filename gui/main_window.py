@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
         self.views: list[RunView] = views()  # every run view in gui/views/, in its order
         for view in self.views:
             self.tabs.addTab(view, view.tab_title)
+        self.tabs.currentChanged.connect(self._on_tab)
         self.playground = Playground()
         self.tabs.addTab(self.playground, "Playground")
         right_layout.addWidget(self.tabs, 1)
@@ -155,6 +156,17 @@ class MainWindow(QMainWindow):
         self.busy.setMaximumWidth(140)
         self.statusBar().addWidget(self.status_line, 1)
         self.statusBar().addPermanentWidget(self.busy)
+
+    @Slot(int)
+    def _on_tab(self, _index: int) -> None:
+        shown = self.tabs.currentWidget()
+        if isinstance(shown, RunView):
+            shown.refresh()
+
+    def refresh_views(self) -> None:
+        """Bring every view up to date, shown or not (a run's end, a test reading a view)."""
+        for view in self.views:
+            view.refresh()
 
     def view(self, cls: type) -> RunView:
         return next(v for v in self.views if isinstance(v, cls))
@@ -430,6 +442,7 @@ class MainWindow(QMainWindow):
             self.run_list.update_row(rec)
         self._dirty = True
         self._redraw()
+        self.refresh_views()
         self._update_buttons()
         done = {"finished": "Finished", "stopped": "Stopped", "failed": "Failed"}.get(
             rec.status if rec else "", "Ended")
@@ -498,8 +511,11 @@ class MainWindow(QMainWindow):
             return
         self._dirty = False
         t0 = time.perf_counter()
-        for view in self.views:
-            view.refresh()
+        # Only the view on screen: a hidden one catches up when its tab is chosen, and every
+        # view when a run ends (painting runs Python under the GIL the training thread needs).
+        shown = self.tabs.currentWidget()
+        if isinstance(shown, RunView):
+            shown.refresh()
         if self.running is not None and self._progress:
             self.set_status(self._status_text())
         view = self.tabs.currentWidget()
