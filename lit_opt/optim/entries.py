@@ -176,6 +176,19 @@ def _resolve_sam(given: dict) -> dict:
 
 # ---- the entries --------------------------------------------------------------------------------
 
+# Schedule-Free's warm-up and the weighting of its average x: the same in both of the authors' classes.
+_SCHEDULE_FREE_AVERAGE = (
+    Hyperparameter("warmup_steps", int, 0, low=0,
+                   help="steps of linear learning-rate warm-up lr*(k+1)/warmup_steps (the "
+                        "authors recommend one; use it instead of a scheduler)"),
+    Hyperparameter("r", float, 0.0, low=0.0,
+                   help="the average x weights step k by (k+1)^r (0: uniform average)"),
+    Hyperparameter("weight_lr_power", float, 2.0, low=0.0,
+                   help="the average x also weights each step by lr_max^weight_lr_power, "
+                        "lr_max the largest lr so far (down-weights warm-up; 0: off)"),
+)
+
+
 ENTRIES = (
     OptimizerInfo(
         "gd", "full-batch gradient descent: one step per epoch on the whole training set's gradient",
@@ -457,14 +470,7 @@ ENTRIES = (
          eps_field(1e-8, "added to the bias-corrected sqrt(v)"),
          wd_field(0.0, "decoupled weight decay computed at y: z <- z - lr*weight_decay*y (not "
                   "divided by sqrt(v))"),
-         Hyperparameter("warmup_steps", int, 0, low=0,
-                        help="steps of linear learning-rate warm-up lr*(k+1)/warmup_steps (the "
-                             "authors recommend one; use it instead of a scheduler)"),
-         Hyperparameter("r", float, 0.0, low=0.0,
-                        help="the average x weights step k by (k+1)^r (0: uniform average)"),
-         Hyperparameter("weight_lr_power", float, 2.0, low=0.0,
-                        help="the average x also weights each step by lr_max^weight_lr_power, "
-                             "lr_max the largest lr so far (down-weights warm-up; 0: off)")),
+         *_SCHEDULE_FREE_AVERAGE),
         source="schedulefree.AdamWScheduleFree (facebookresearch/schedule_free "
                "adamw_schedulefree.py; pytorch_optimizer's adds 1e-15 under the square root)",
         eval_point=True),
@@ -480,14 +486,7 @@ ENTRIES = (
                              "long runs)"),
          wd_field(0.0, "weight decay computed at y, added to the gradient: z <- z - "
                   "lr*(g + weight_decay*y)"),
-         Hyperparameter("warmup_steps", int, 0, low=0,
-                        help="steps of linear learning-rate warm-up lr*(k+1)/warmup_steps (the "
-                             "authors recommend one; use it instead of a scheduler)"),
-         Hyperparameter("r", float, 0.0, low=0.0,
-                        help="the average x weights step k by (k+1)^r (0: uniform average)"),
-         Hyperparameter("weight_lr_power", float, 2.0, low=0.0,
-                        help="the average x also weights each step by lr_max^weight_lr_power, "
-                             "lr_max the largest lr so far (down-weights warm-up; 0: off)")),
+         *_SCHEDULE_FREE_AVERAGE),
         source="schedulefree.SGDScheduleFree (facebookresearch/schedule_free sgd_schedulefree.py)",
         eval_point=True),
 )
