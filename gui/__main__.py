@@ -3,6 +3,7 @@
     python -m gui                                   # the window; runs go to ./checkpoints
     python -m gui --config configs/seed003_best_mlp.yaml --runs checkpoints
     python -m gui --screenshot docs/images          # train a short MNIST run, save PNGs mid-run
+    python -m gui --screenshot docs/images --compare RUNS   # ... and app-compare.png of RUNS' runs
 
 Only PySide6 and pyqtgraph load before the window shows; torch and Lightning follow in
 a background thread. Before any of it, `gui.startup_check` makes sure Qt can open a window
@@ -24,6 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="DIR", default=None,
                    help="train a short run and save the window's views mid-run as PNGs in DIR, then exit")
     p.add_argument("--data", default=None, help="dataset folder for --screenshot (default: $LIT_OPT_DATA)")
+    p.add_argument("--compare", metavar="RUNS", default=None,
+                   help="with --screenshot: also save app-compare.png, every run in this folder (a study's "
+                        "output folder, say) ticked and compared")
     return p
 
 
@@ -45,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         from gui.screenshots import take_screenshots
 
-        return take_screenshots(Path(args.screenshot), data_dir=args.data, runs_root=args.runs)
+        return take_screenshots(Path(args.screenshot), data_dir=args.data, runs_root=args.runs,
+                                compare=args.compare)
 
     config = None
     if args.config:

@@ -114,6 +114,8 @@ class MainWindow(QMainWindow):
         self.run_list.selected.connect(self._on_selected)
         self.run_list.ticked_changed.connect(self._on_ticked)
         self.run_list.resume_requested.connect(self.resume)
+        self.run_list.copy_requested.connect(self.copy_settings)
+        self.run_list.trash_requested.connect(self.trash)
         self.run_list.rescan_requested.connect(self.rescan)
         runs_box = QWidget()
         runs_layout = QVBoxLayout(runs_box)
@@ -132,7 +134,7 @@ class MainWindow(QMainWindow):
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message.hide()
-        right_layout.addWidget(self.message)
+        self._message_run: Optional[RunRecord] = None  # the run a message is about
         self.tabs = QTabWidget()
         self.views: list[RunView] = views()  # every run view in gui/views/, in its order
         for view in self.views:
@@ -141,6 +143,7 @@ class MainWindow(QMainWindow):
         self.playground = Playground()
         self.tabs.addTab(self.playground, "Playground")
         right_layout.addWidget(self.tabs, 1)
+        right_layout.addWidget(self.message)  # below the views: the tab bar stays where it is
 
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(left)
@@ -203,19 +206,23 @@ class MainWindow(QMainWindow):
     # --- messages and status -------------------------------------------------------------------
 
     @Slot(str)
-    def show_error(self, text: str) -> None:
+    def show_error(self, text: str, about: Optional[RunRecord] = None) -> None:
+        """A red message; `about`: the run it concerns (it goes when another run is selected)."""
         self.message.setStyleSheet(_ERROR_STYLE)
         self.message.setText(text)
         self.message.show()
+        self._message_run = about
 
-    def show_info(self, text: str) -> None:
+    def show_info(self, text: str, about: Optional[RunRecord] = None) -> None:
         self.message.setStyleSheet(_INFO_STYLE)
         self.message.setText(text)
         self.message.show()
+        self._message_run = about
 
     def clear_message(self) -> None:
         self.message.hide()
         self.message.setText("")
+        self._message_run = None
 
     def set_status(self, text: str, busy: bool = False) -> None:
         self.status_line.setText(text)
@@ -413,23 +420,27 @@ class MainWindow(QMainWindow):
         rec = self.running
         if rec is None:
             return
-        rec.summary, rec.status = summary, "finished"
+        rec.summary, rec.status, rec.message = summary, "finished", ""
         test = f", test accuracy {summary['test/acc']:.4f}" if summary.get("test/acc") is not None else ""
         best = f"best val accuracy {summary['best_val_acc']:.4f}" if summary.get("best_val_acc") is not None else ""
         self.show_info(f"Finished {rec.name}: {summary.get('epochs')} epochs, {best}{test}. "
-                       f"Files in {rec.run_dir}")
+                       f"Files in {rec.run_dir}", about=rec)
 
     @Slot(str)
     def _on_stopped(self, text: str) -> None:
-        if self.running is not None:
-            self.running.status = "stopped"
-        self.show_info(text + " Select the run and press 'Resume selected' to continue it.")
+        rec = self.running
+        if rec is not None:
+            rec.status, rec.message = "stopped", text
+        self.show_info(text + " Select the run and press 'Resume' to continue it.", about=rec)
 
     @Slot(str)
     def _on_failed(self, text: str) -> None:
-        if self.running is not None:
-            self.running.status = "failed"
-        self.show_error(text)
+        rec = self.running
+        if rec is not None:
+            # A divergence leaves diverged.json (lit_opt/callbacks.py); anything else is a failure.
+            rec.status = "diverged" if (rec.run_dir / "diverged.json").is_file() else "failed"
+            rec.message = text
+        self.show_error(text, about=rec)
 
     @Slot()
     def _on_thread_finished(self) -> None:
@@ -461,6 +472,7 @@ class MainWindow(QMainWindow):
         self.start_button.setEnabled(self.is_ready and not self.is_running)
         self.stop_button.setEnabled(self.is_running)
         self.run_list.resume_button.setEnabled(self.is_ready and not self.is_running)
+        self.run_list.copy_button.setEnabled(not self.is_running)
 
     # --- showing runs --------------------------------------------------------------------------
 
@@ -475,16 +487,61 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_selected(self, rec: Optional[RunRecord]) -> None:
+        if self._message_run is not None and rec is not self._message_run:
+            self.clear_message()  # a run's message goes when another run is shown
         self.shown = rec
         if rec is not None:
             self._show(rec)
+        else:
+            self._show_views()
+
+    @Slot(object)
+    def copy_settings(self, rec: RunRecord) -> None:
+        """Put a run's settings in the form (its config.yaml, read as plain settings only), with
+        a new run name: Start then trains a variant in a new folder."""
+        from lit_opt.errors import ConfigError
+        from lit_opt.found_config import read_found_config
+
+        try:
+            config = read_found_config(rec.run_dir / "config.yaml") if (rec.run_dir / "config.yaml").is_file() \
+                else {k: v for k, v in rec.config.items()}
+        except ConfigError as exc:
+            self.show_error(str(exc), about=rec)
+            return
+        config.pop("ckpt_path", None)
+        config.setdefault("run", {}).pop("name", None)  # a new folder, never the copied run's
+        if self.is_running:
+            self.show_error("A run is going: its settings stay in the form until it ends.")
+            return
+        self.form.load_config(config)
+        self.show_info(f"Copied {rec.name}'s settings into the form; Start trains them in a new run folder.",
+                       about=rec)
+
+    @Slot(object)
+    def trash(self, rec: RunRecord) -> None:
+        """Move a run's folder into the runs folder's .trash (nothing is deleted)."""
+        if rec is self.running:
+            self.show_error(f"{rec.name} is training: stop it before moving it to the trash.", about=rec)
+            return
+        from lit_opt.errors import ConfigError
+        from lit_opt.runs import trash_run
+
+        self.run_list.save_note()
+        try:
+            target = trash_run(rec.run_dir)
+        except (ConfigError, OSError) as exc:
+            self.show_error(f"{rec.name} was not moved: {exc}", about=rec)
+            return
+        self.run_list.remove(rec)
+        if self.shown is rec:
+            self.shown = None
+            self._show_views()
+        self._feed_draw()
+        self.show_info(f"Moved {rec.name} to {target}; move the folder back to restore it.")
 
     @Slot()
     def _on_ticked(self) -> None:
-        if self.shown is not None:
-            self._show(self.shown)
-        else:
-            self._show_views()
+        self._show_views()
 
     def _show(self, rec: RunRecord) -> None:
         """Point every view at this run (reading its files first if it is a saved run)."""

@@ -19,30 +19,38 @@ from typing import Any, Optional
 
 import numpy as np
 
-from lit_opt.run_files import (CONFIG, HPARAMS, METRICS, STEP_INDEX, SUMMARY, checkpoint_contents, number,
-                               read_confusion, read_epochs, read_json, read_rows, read_steps, read_yaml)
+from lit_opt.run_files import (CONFIG, DIVERGED, HPARAMS, METRICS, STEP_INDEX, SUMMARY, checkpoint_contents, number,
+                               read_confusion, read_epochs, read_json, read_rows, read_steps, read_yaml,
+                               run_state)
 
-SMOOTHING = 0.8  # exponential moving average of the step losses (debiased, as TensorBoard does)
+NOTE = "note.txt"  # the user's free-text note about a run, kept in its folder
+# What the run list says about a run: running (in this app now), stopped (a last.ckpt resumes
+# it), finished (summary.json), diverged (diverged.json), failed (none of these).
+STATUSES = ("running", "stopped", "finished", "diverged", "failed")
 
 
 @dataclass
 class RunRecord:
     run_dir: Path
     config: dict = field(default_factory=dict)
-    status: str = "saved"  # saved, running, stopped, finished, failed
-    # per training step (x: the step number, 1-based)
-    step_x: list[float] = field(default_factory=list)
-    step_loss: list[float] = field(default_factory=list)
-    step_smooth: list[float] = field(default_factory=list)
-    _ema: float = 0.0
-    _ema_n: int = 0
+    status: str = "failed"  # one of STATUSES
+    message: str = ""  # why it stopped, diverged or failed (the run list's tooltip)
+    # per training step: x is the step number (batches trained, 1-based); epoch and batch
+    # (0-based) and the seconds since training began, for the other x axes
+    step_x: array = field(default_factory=lambda: array("d"))
+    step_loss: array = field(default_factory=lambda: array("d"))
+    step_epoch: array = field(default_factory=lambda: array("d"))
+    step_batch: array = field(default_factory=lambda: array("d"))
+    step_time: array = field(default_factory=lambda: array("d"))
     # every step series: name -> (x, values); a vector series' values are flat, a row per x
     steps: dict[str, tuple[array, array]] = field(default_factory=dict)
     elements: dict[str, list[str]] = field(default_factory=dict)  # vector series: element names
     # per epoch
     epochs: list[dict[str, Any]] = field(default_factory=list)
     confusion: Optional[np.ndarray] = None
+    confusion_when: str = ""  # which epoch the confusion matrix is from ("epoch 3's validation")
     weights: Optional[dict[str, np.ndarray]] = None
+    weights_when: str = ""  # which point of training the weights are from ("after epoch 3")
     summary: Optional[dict] = None
     loaded: bool = False  # files read (saved runs are read when first shown)
 
@@ -73,9 +81,20 @@ class RunRecord:
 
     @property
     def label(self) -> str:
-        """Legend text: optimizer and learning rate (the seminar's comparison)."""
+        """A one-run title: optimizer, learning rate, net and dataset (a comparison labels runs
+        by the settings that differ between them: gui/comparison.py)."""
         lr = self.lr
-        return f"{self.optimizer} lr {lr:g}" if lr is not None else self.optimizer
+        opt = f"{self.optimizer} lr {lr:g}" if lr is not None else self.optimizer
+        return f"{opt}, {self.net} on {self.dataset}"
+
+    @property
+    def batch_size(self) -> int:
+        return int((self.config.get("data") or {}).get("batch_size") or 100)
+
+    @property
+    def seed(self) -> Optional[int]:
+        seed = self.config.get("seed_everything")
+        return None if seed is None or seed is True or seed is False else int(seed)
 
     @property
     def dataset(self) -> str:
@@ -145,7 +164,17 @@ class RunRecord:
                     ys.append(float(value))
             loss = row.get("train/loss")
             if loss is not None:
-                self.add_step(x, float(loss))
+                self.step_x.append(x)
+                self.step_loss.append(float(loss))
+                self.step_epoch.append(float(row.get("epoch") or 0))
+                self.step_batch.append(float(row.get("batch") if row.get("batch") is not None else x - 1))
+                self.step_time.append(float(row.get("time") or math.nan))
+
+    def latest_step_text(self) -> str:
+        """"epoch 3, step 1290": where the latest recorded step is (epochs from 1)."""
+        if not len(self.step_x):
+            return ""
+        return f"epoch {int(self.step_epoch[-1]) + 1}, step {int(self.step_x[-1])}"
 
     def step_series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(x, values) of a step series: values 1-D for a scalar, (rows, elements) for a vector."""
@@ -155,18 +184,12 @@ class RunRecord:
             y = y.reshape(len(x), -1)
         return x, y
 
-    def add_step(self, x: float, loss: float) -> None:
-        self.step_x.append(x)
-        self.step_loss.append(loss)
-        if math.isfinite(loss):
-            self._ema = SMOOTHING * self._ema + (1 - SMOOTHING) * loss
-            self._ema_n += 1
-        self.step_smooth.append(self._ema / (1 - SMOOTHING ** self._ema_n) if self._ema_n else loss)
-
     def add_epoch(self, row: dict) -> None:
         scalars = {k: v for k, v in row.items() if k not in ("val/confusion", "weights")}
+        epoch = scalars.get("epoch")
         if row.get("weights") is not None:
             self.weights = row["weights"]
+            self.weights_when = f"after epoch {epoch + 1}" if epoch is not None else ""
             if self.l2 and scalars.get("train/l2") is None:
                 # lambda * sum(w^2) of the Linear/Conv weights at the epoch's end: the L2 term
                 # as the model computes it when biases are not regularized (the default).
@@ -174,6 +197,7 @@ class RunRecord:
                                                          for w in row["weights"].values()))
         if row.get("val/confusion") is not None:
             self.confusion = np.asarray(row["val/confusion"])
+            self.confusion_when = f"epoch {epoch + 1}'s validation" if epoch is not None else ""
         self.epochs = [e for e in self.epochs if e.get("epoch") != scalars.get("epoch")] + [scalars]
 
     def epoch_series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -196,9 +220,33 @@ class RunRecord:
         hparams = read_yaml(run_dir / HPARAMS)
         if hparams.get("data_info"):
             rec.config.setdefault("model", {})["data_info"] = hparams["data_info"]
-        summary = read_json(run_dir / SUMMARY)
-        rec.summary, rec.status = (summary, "finished") if summary is not None else (rec.summary, "saved")
+        rec.summary = read_json(run_dir / SUMMARY)
+        rec.status = folder_status(run_dir)
+        # epochs.csv is small: read now, so the run list shows epochs and best accuracy at once
+        rec.epochs = [{**row, "epoch": int(row["epoch"])} for row in read_epochs(run_dir)
+                      if row.get("epoch") is not None]
+        if rec.status == "diverged":
+            rec.message = str((read_json(run_dir / DIVERGED) or {}).get("message", ""))
         return rec
+
+    # --- the user's note -----------------------------------------------------------------------
+
+    def note(self) -> str:
+        try:
+            return (self.run_dir / NOTE).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return ""
+
+    def save_note(self, text: str) -> None:
+        """Write note.txt in the run folder (replaced whole, so a crash leaves the old note);
+        an empty note removes the file."""
+        path = self.run_dir / NOTE
+        if not text.strip():
+            path.unlink(missing_ok=True)
+            return
+        tmp = path.with_name(f".{NOTE}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
 
     def load(self) -> None:
         """Read curves, epochs and the confusion matrix from the run folder; weights from last.ckpt."""
@@ -230,6 +278,8 @@ class RunRecord:
             return
         names, counts, _ = confusion
         self.confusion = np.array(counts, dtype=np.int64)
+        done = [e["epoch"] for e in self.epochs if e.get("val/acc") is not None]
+        self.confusion_when = f"epoch {max(done) + 1}'s validation" if done else "the last validation"
         info = self.config.setdefault("model", {}).setdefault("data_info", {})
         info.setdefault("class_names", names)
 
@@ -239,6 +289,17 @@ class RunRecord:
         if contents is None:
             return
         self.weights = contents["weights"]
+        step = contents.get("global_step")
+        self.weights_when = f"from {ckpt.name}" + (f", step {step}" if step is not None else "")
         if contents["hyper_parameters"].get("data_info"):
             self.config.setdefault("model", {})["data_info"] = contents["hyper_parameters"]["data_info"]
 
+
+
+def folder_status(run_dir: Path) -> str:
+    """A saved run's status from its files: finished (summary.json), diverged (diverged.json),
+    stopped (a last.ckpt resumes it), else failed (it ended before its first checkpoint)."""
+    state = run_state(run_dir)
+    if state in ("finished", "diverged"):
+        return state
+    return "stopped" if (Path(run_dir) / "last.ckpt").is_file() else "failed"

@@ -38,7 +38,7 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 def take_screenshots(out_dir: Path, data_dir: Optional[str] = None, runs_root: Optional[str] = None,
-                     epochs_before: int = 3) -> int:
+                     epochs_before: int = 3, compare: Optional[str] = None) -> int:
     from gui.main_window import MainWindow
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,7 +76,25 @@ def take_screenshots(out_dir: Path, data_dir: Optional[str] = None, runs_root: O
     path = out_dir / "app-playground.png"
     window.grab().save(str(path))
     written.append(path)
+    if compare:
+        written.append(_compare_shot(window, Path(compare), out_dir))
     window.dispose()
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _compare_shot(window, runs: Path, out_dir: Path) -> Path:
+    """Every run in `runs` ticked and compared by epoch, as a user opening a study folder would."""
+    window.form._fields["run.root"].set_value(str(runs))
+    window.rescan()
+    shown = [r for r in window.run_list.shown() if r.run_dir.parent.resolve() == runs.resolve()]
+    for rec in shown:
+        window.run_list.set_ticked(rec)
+    window.tabs.setCurrentWidget(window.curves)
+    window.curves.x_axis.setCurrentIndex(window.curves.x_axis.findData("epoch"))
+    window.curves.smoothing.setValue(0.95)
+    wait_until(lambda: False, 1.0)
+    path = out_dir / "app-compare.png"
+    window.grab().save(str(path))
+    return path

@@ -67,7 +67,7 @@ class DivergenceGuard(Callback):
             if more:
                 suspects += f" or {more}"
             raise DivergenceError(
-                f"Training diverged at epoch {trainer.current_epoch}, step {trainer.global_step}: the loss or "
+                f"Training diverged in epoch {trainer.current_epoch + 1}, step {trainer.global_step}: the loss or "
                 f"its gradient became {float(norm)}. {suspects[0].upper() + suspects[1:]} is probably too "
                 f"large for this net and optimizer; try a smaller one.")
 
@@ -125,7 +125,8 @@ class StopOnRequest(Callback):
             stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
         if stop:
             by = f" by {signal.Signals(self.signum).name}" if self.signum else ""
-            raise RunStopped(f"Stopped{by} at epoch {trainer.current_epoch}, step {trainer.global_step}.",
+            # Epochs are numbered from 1 in every message, as in the status line and the tables.
+            raise RunStopped(f"Stopped{by} in epoch {trainer.current_epoch + 1}, step {trainer.global_step}.",
                              signum=self.signum)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:

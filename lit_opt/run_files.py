@@ -159,4 +159,5 @@ def checkpoint_contents(ckpt: Path) -> Optional[dict[str, Any]]:
     state = ckpt_dict.get("state_dict") or {}
     weights = {key[len("net."):-len(".weight")]: value.float().numpy() for key, value in state.items()
                if key.startswith("net.") and key.endswith(".weight") and getattr(value, "ndim", 0) in (2, 4)}
-    return {"weights": weights, "hyper_parameters": dict(ckpt_dict.get("hyper_parameters") or {})}
+    return {"weights": weights, "hyper_parameters": dict(ckpt_dict.get("hyper_parameters") or {}),
+            "global_step": ckpt_dict.get("global_step")}

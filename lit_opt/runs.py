@@ -186,6 +186,32 @@ def remove_if_unused(run_dir: Path) -> None:
         run_dir.rmdir()
 
 
+TRASH = ".trash"  # inside a runs folder: where moved-away runs wait (not listed as runs)
+
+
+def trash_run(run_dir: Path) -> Path:
+    """Move a run folder into `.trash` beside it (RUNS/.trash/NAME, NAME-2, ... if taken) and
+    return where it went: nothing is deleted, and moving it back restores it. Refused with
+    ConfigError while any process, this one included, trains in it."""
+    run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a folder; nothing was moved")
+    if run_dir in _held_locks:
+        raise ConfigError(f"{run_dir} is training in this program now; stop the run first")
+    had_lock_file = (run_dir / LOCK_FILE).exists()
+    lock_run_dir(run_dir)  # raises, naming the holder, while another process trains in it
+    release_run_locks(run_dir)
+    if not had_lock_file:  # leave the folder as it was
+        (run_dir / LOCK_FILE).unlink(missing_ok=True)
+    trash = run_dir.parent / TRASH
+    trash.mkdir(exist_ok=True)
+    target, n = trash / run_dir.name, 2
+    while target.exists():
+        target, n = trash / f"{run_dir.name}-{n}", n + 1
+    run_dir.rename(target)  # same file system: one atomic rename, never a copy and delete
+    return target
+
+
 def held_run_dirs() -> set[Path]:
     """The run folders this process holds now."""
     return set(_held_locks)

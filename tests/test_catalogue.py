@@ -120,7 +120,7 @@ def test_a_learning_rate_out_of_range_is_refused(data, tmp_path, capsys, value):
 
 def test_a_learning_rate_of_1e9_diverges_at_the_first_step(data, tmp_path, capsys):
     code, err = run_cli(capsys, "fit", *small(data, tmp_path), "--model.lr", "1e9")
-    assert code == 1 and "diverged at epoch 0, step" in err
+    assert code == 1 and "diverged in epoch 1, step" in err
 
 
 @pytest.mark.parametrize("value", ["0", "-5"])

@@ -155,7 +155,7 @@ def test_stop_on_two_processes_ends_cleanly_with_a_resumable_checkpoint(data, tm
     args = common(data, runs, 2, "--model.optimizer", "momentum", "--data.batch_size", "50",
                   "--trainer.max_epochs", "2", "--run.test", "false")
     out = lit_opt("fit", *args, *callbacks(("StopAtStep", {"step": 5, "rank": 1})), cwd=tmp_path, code=130)
-    assert "Stopped at epoch 0, step 5" in out.stderr and "Traceback" not in out.stderr
+    assert "Stopped in epoch 1, step 5" in out.stderr and "Traceback" not in out.stderr
     run = next(runs.iterdir())
     assert torch.load(run / "last.ckpt", weights_only=True)["global_step"] == 5
     lit_opt("fit", "--config", str(run / "config.yaml"), *common(data, runs, 2), "--ckpt_path",

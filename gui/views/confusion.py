@@ -111,7 +111,9 @@ class ConfusionView(RunView):
             text.setText("–" if np.isnan(self.per_class[i]) else f"{self.per_class[i]:.1%}")
             text.setPos(acc[i], i + 0.5)
         n, right = int(counts.sum()), int(counts.diagonal().sum())
-        self.title.setText(f"validation set: {n} images, {right} right, accuracy {right / max(n, 1):.2%} "
+        when = getattr(self, "_rec", None) and self._rec.confusion_when
+        self.title.setText((f"{when}: " if when else "validation set: ") +
+                           f"{n} images, {right} right, accuracy {right / max(n, 1):.2%} "
                            f"(rows: true class, columns: predicted)")
 
     def _make_texts(self, k: int) -> None:

@@ -83,4 +83,4 @@ class GradNormView(RunView):
             ok = np.isfinite(values) & (values > 0)  # a log axis: zero and NaN are not drawn
             item.setData(x[ok], values[ok])
         last = ", ".join(f"{name} {v:.3g}" for name, v in zip(self._layers, y[-1]))
-        self.info.setText(f"{rec.name}: {len(x)} steps; latest: {last}")
+        self.info.setText(f"{rec.name}: {len(x)} steps; latest ({rec.latest_step_text()}): {last}")

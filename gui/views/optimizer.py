@@ -71,7 +71,7 @@ class OptimizerView(RunView):
         self.d_plot.setVisible(bool(len(x_d)))
         lines = [f"{rec.name}: {rec.optimizer}"]
         if len(lr):
-            lines.append(f"lr now {lr[-1]:.4g} (from {lr[0]:.4g})")
+            lines.append(f"lr at {rec.latest_step_text()}: {lr[-1]:.4g} (from {lr[0]:.4g})")
         if len(d):
             lines.append(f"d now {d[-1]:.4g}")
         parts = (rec.summary or {}).get("optimizer_parts")

@@ -138,7 +138,8 @@ class WeightsView(RunView):
         self.image.setImage(self.grid, levels=(-limit, limit), autoLevels=False)
         self.colour_bar.setLevels((-limit, limit))
         k, h, w = self.tiles.shape
-        self.info.setText(f"{k} tiles of {h}x{w}; |w| up to {limit:.3g}")
+        when = getattr(self, "_rec", None) and self._rec.weights_when
+        self.info.setText((f"weights {when}: " if when else "") + f"{k} tiles of {h}x{w}; |w| up to {limit:.3g}")
 
     @Slot(int)
     def _on_layer(self, _index: int) -> None:

@@ -105,7 +105,7 @@ def _outcome(study, trial, returncode: int, seconds: float, log: Callable) -> st
         return "finished"
     if returncode == EXIT_DIVERGED and (run_dir / "diverged.json").exists():
         info = read_json(run_dir / "diverged.json") or {}
-        log(f"{trial.name}: diverged at epoch {info.get('epoch')}, step {info.get('step')}; going on")
+        log(f"{trial.name}: diverged in epoch {int(info.get('epoch') or 0) + 1}, step {info.get('step')}; going on")
         return "diverged"
     outcomes = {EXIT_BAD_INPUT: "refused", EXIT_IO_ERROR: "storage", EXIT_INTERRUPTED: "interrupted",
                 EXIT_TERMINATED: "terminated", -signal.SIGINT: "interrupted", -signal.SIGTERM: "terminated"}

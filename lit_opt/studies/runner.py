@@ -323,7 +323,7 @@ def run_trial(study: specs.Study, trial: specs.Trial, log=print) -> str:
     except DivergenceError as exc:  # the run's own callback wrote diverged.json beside its files
         info = json.loads((run_dir / DIVERGED_FILE).read_text()) if (run_dir / DIVERGED_FILE).exists() else {}
         print(f"error: {exc}", file=sys.stderr)
-        log(f"{trial.name}: diverged at epoch {info.get('epoch')}, step {info.get('step')}; going on")
+        log(f"{trial.name}: diverged in epoch {int(info.get('epoch') or 0) + 1}, step {info.get('step')}; going on")
         return "diverged"
     except RunStopped as exc:
         print(f"\n{exc}", file=sys.stderr)

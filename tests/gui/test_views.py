@@ -105,6 +105,6 @@ def test_a_run_saved_before_steps_csv_still_opens_with_its_logged_losses(tmp_pat
     (run / "epochs.csv").write_text("epoch,step,train/loss,train/acc,val/loss,val/acc\n0,100,0.7,0.8,0.4,0.91\n")
     rec = RunRecord.from_folder(run)
     rec.load()
-    assert rec.step_x == [50.0, 100.0] and rec.step_loss == [0.9, 0.5]
+    assert list(rec.step_x) == [50.0, 100.0] and list(rec.step_loss) == [0.9, 0.5]
     assert list(rec.step_series("train/loss")[0]) == [50.0, 100.0]
     assert rec.epochs[0]["val/acc"] == 0.91 and rec.best_val_acc == 0.91
