@@ -24,7 +24,7 @@ AXES = {"step": "step", "epoch": "epoch", "samples": "samples seen", "time": "wa
 SEED_KEY = "seed_everything"
 # Settings that never tell two runs' training apart: where they ran and what they are called.
 IGNORED = ("run.", "data.data_dir", "data.download", "trainer.enable_progress_bar", "trainer.logger",
-           "trainer.enable_model_summary", "trainer.callbacks", "ckpt_path", "config")
+           "trainer.enable_model_summary", "trainer.callbacks", "ckpt_path", "config", "model.data_info")
 # A short name for the settings people compare most; the rest keep their config key.
 SHORT = {"model.optimizer": "opt", "model.lr": "lr", "model.net": "net", "data.name": "data",
          "data.batch_size": "batch", "model.l2": "l2", "model.dropout": "dropout",
@@ -33,17 +33,21 @@ SHORT = {"model.optimizer": "opt", "model.lr": "lr", "model.net": "net", "data.n
 
 
 def flat_config(config: dict, prefix: str = "") -> dict[str, Any]:
-    """{"model.lr": 0.001, "model.optimizer_args": "{base: sgd, rho: 0.05}", ...}: nested
-    sections flattened to dotted keys; a dict under a section key (net_args, optimizer_args)
-    stays one value, written compactly."""
+    """{"model.lr": 0.001, "model.optimizer_args.rho": 0.05, ...}: nested settings flattened
+    to dotted keys (a list stays one value, written compactly)."""
     flat: dict[str, Any] = {}
     for key, value in (config or {}).items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and not prefix:
+        if isinstance(value, dict):
             flat.update(flat_config(value, f"{name}."))
         else:
             flat[name] = _compact(value)
     return flat
+
+
+def short_name(key: str) -> str:
+    """What a label calls a setting: "lr", "data", "hidden" (the last part of its key)."""
+    return SHORT.get(key) or key.rsplit(".", 1)[-1]
 
 
 def _compact(value: Any) -> Any:
@@ -100,7 +104,7 @@ def label(rec, keys: Iterable[str]) -> str:
     no key differs (two runs with the same settings)."""
     settings = _settings(rec)
     seed = rec.config.get(SEED_KEY)
-    parts = [f"{SHORT.get(k, k)}={_format(settings.get(k) if k != SEED_KEY else seed)}" for k in keys]
+    parts = [f"{short_name(k)}={_format(settings.get(k) if k != SEED_KEY else seed)}" for k in keys]
     return " ".join(parts) if parts else rec.name
 
 

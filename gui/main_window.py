@@ -149,7 +149,7 @@ class MainWindow(QMainWindow):
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(1, 1)
-        split.setSizes([470, 970])
+        split.setSizes([520, 920])
         self.setCentralWidget(split)
 
         self.status_line = QLabel("")

@@ -35,6 +35,7 @@ OTHER_COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("lit_opt.studies.runner:compare_main", "optimizers x datasets x seeds, lr chosen on validation; a report"),
     "sweep": ("lit_opt.studies.runner:sweep_main", "one or two config keys over their values x seeds; a report"),
     "report": ("lit_opt.studies.report:main", "one Markdown/CSV/PNG report for any finished run folders"),
+    "lr-find": ("lit_opt.lr_find:main", "Lightning's learning-rate range test for any fit options; a plot"),
 }
 
 USAGE = """usage: python -m lit_opt SUBCOMMAND [options]

@@ -128,6 +128,9 @@ class ClassifierModule(L.LightningModule):
         self.step_strategy = strategy_for(self.optimizer_info)
         self.automatic_optimization = self.step_strategy.automatic
         self.scheduler_interval: Optional[str] = None
+        # Set by the learning-rate finder (lit_opt/lr_find.py): each parameter group's lr as a
+        # multiple of model.lr, kept while the finder's scheduler sweeps the rate.
+        self.lr_range_test: Optional[list[float]] = None
         self.decay_params = optim.decay_parameters(self.net.named_parameters(),
                                                     exclude_bias_and_norm=not regularize_bias)
 
@@ -284,6 +287,8 @@ class ClassifierModule(L.LightningModule):
         scheduler, interval = build_scheduler(self.hparams.scheduler, self.scheduler_args, opt,
                                               self._trainer, steps_per_epoch)
         self.scheduler_interval = interval
+        if self.lr_range_test is not None:  # the finder's scheduler steps every batch, whatever the strategy
+            self.scheduler_interval = "step"
         if scheduler is None:
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
@@ -335,6 +340,22 @@ class ClassifierModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.step_strategy.on_train_start(self)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self.lr_range_test is not None:
+            _follow_range_test(self.optimizers(use_pl_optimizer=False), self.lr_schedulers(), self.lr_range_test)
+
+
+def _follow_range_test(optimizer, scheduler, ratios: list[float]) -> None:
+    """During the learning-rate finder: the finder's scheduler gives every group the same rate
+    (model.lr's); each group takes its own multiple of it (Muon's AdamW part keeps its lr
+    ratio). Schedule-Free steps only in train mode (lit_opt/eval_point.py sets it in a run)."""
+    if hasattr(optimizer, "train"):
+        optimizer.train()
+    if scheduler is None:
+        return
+    for group, lr, ratio in zip(optimizer.param_groups, scheduler.get_last_lr(), ratios):
+        group["lr"] = lr * ratio
 
 
 def _compile_backend(compile: Union[bool, str]) -> Optional[str]:

@@ -137,7 +137,8 @@ class CurvesView(RunView):
         self.legend = QListWidget()
         self.legend.setObjectName("legend")
         self.legend.setToolTip("untick to hide a run's curves")
-        self.legend.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.legend.setWordWrap(True)  # a long label wraps rather than hiding behind a scroll bar
+        self.legend.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.legend.itemChanged.connect(self._on_legend)
         split.addWidget(self.legend)
         split.setStretchFactor(0, 1)
@@ -266,7 +267,7 @@ class CurvesView(RunView):
         groups = comparison.seed_groups(records)
         self.title.setText(f"comparing {len(records)} runs" + (f" in {len(groups)} groups" if len(groups) < len(records)
                                                                else "") +
-                           (f"; they differ in {', '.join(k for k in keys)}" if keys else ""))
+                           (f"; they differ in {', '.join(comparison.short_name(k) for k in keys)}" if keys else ""))
         for i, group in enumerate(groups):
             colour = PALETTE[i % len(PALETTE)]
             entry = _Entry(comparison.group_label(group, keys), colour, group)

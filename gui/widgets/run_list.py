@@ -63,8 +63,7 @@ class RunList(QWidget):
         self.tree.setRootIsDecorated(False)
         self.tree.setUniformRowHeights(True)
         self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # run names differ at their ends
-        self.tree.setColumnWidth(0, 170)
-        for col, width in enumerate((170, 120, 80, 50, 80, 60, 70, 90)):
+        for col, width in enumerate((150, 110, 70, 48, 72, 52, 56, 80)):
             self.tree.setColumnWidth(col, width)
         self.tree.headerItem().setToolTip(0, "tick runs to compare them in the Curves tab")
         self.tree.setSortingEnabled(True)
