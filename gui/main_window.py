@@ -34,7 +34,7 @@ from gui.widgets.playground import Playground
 from gui.widgets.run_form import FormError, RunForm
 from gui.widgets.run_list import RunList
 from gui.views.weights import WeightsView
-from gui.worker import Importer, TrainWorker
+from gui.worker import Importer, LrFindWorker, TrainWorker
 
 REDRAW_MS = 50  # at most 20 redraws a second
 # ... and at most this share of the time spent drawing (a measured frame underestimates its
@@ -60,6 +60,9 @@ class MainWindow(QMainWindow):
         self._worker: Optional[TrainWorker] = None
         self._import_thread: Optional[QThread] = None
         self._importer: Optional[Importer] = None
+        self._lr_thread: Optional[QThread] = None
+        self._lr_worker: Optional[LrFindWorker] = None
+        self.lr_dialog = None  # the finder's last result (gui/widgets/lr_finder.py)
         self._close_pending = False
         self.running: Optional[RunRecord] = None  # the run in the worker thread
         self.shown: Optional[RunRecord] = None  # the run the views show
@@ -108,8 +111,14 @@ class MainWindow(QMainWindow):
         self.stop_button.setToolTip("end after the current batch, keeping a last.ckpt that resumes")
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
+        self.lr_find_button = QPushButton("Find lr…")
+        self.lr_find_button.setObjectName("lr_find")
+        self.lr_find_button.setToolTip("Lightning's learning-rate range test on the form's settings (100 batches, "
+                                       "the rate rising from 1e-6 to 1); nothing is saved")
+        self.lr_find_button.clicked.connect(self.find_lr)
         row.addWidget(self.start_button)
         row.addWidget(self.stop_button)
+        row.addWidget(self.lr_find_button)
         self.run_list = RunList()
         self.run_list.selected.connect(self._on_selected)
         self.run_list.ticked_changed.connect(self._on_ticked)
@@ -346,6 +355,9 @@ class MainWindow(QMainWindow):
         if self.is_running:
             self.show_error("A run is already going: stop it first.")
             return
+        if self._lr_thread is not None:
+            self.show_error("The learning-rate finder is going: start when it ends.")
+            return
         if not self.is_ready:
             self.show_error("PyTorch is still loading: start again in a moment.")
             return
@@ -366,6 +378,59 @@ class MainWindow(QMainWindow):
         self._thread.start()
         self.set_status("Preparing the run: loading data…", busy=True)
         self._update_buttons()
+
+    @Slot()
+    def find_lr(self, num_training: int = 100) -> None:
+        """The learning-rate range test on the form's settings, in the background; its plot
+        opens in a dialog whose "Use suggested lr" fills the form's lr."""
+        if self.is_running or self._lr_thread is not None:
+            self.show_error("A run or a learning-rate test is going: wait for it to end.")
+            return
+        if not self.is_ready:
+            self.show_error("PyTorch is still loading: try again in a moment.")
+            return
+        try:
+            config = self.form.to_config()
+        except FormError as exc:
+            self.show_error(f"Please fix the form:\n{exc}")
+            return
+        self.clear_message()
+        self._lr_thread = QThread()
+        self._lr_worker = LrFindWorker(config, num_training)
+        self._lr_worker.moveToThread(self._lr_thread)
+        self._lr_thread.started.connect(self._lr_worker.run)
+        self._lr_worker.found.connect(self._on_lr_found)
+        self._lr_worker.failed.connect(self.show_error)
+        self._lr_worker.done.connect(self._lr_thread.quit)
+        self._lr_thread.finished.connect(self._on_lr_thread_finished)
+        self._lr_thread.start()
+        self.set_status(f"Finding a learning rate: {num_training} batches, the rate rising…", busy=True)
+        self._update_buttons()
+
+    @Slot(object)
+    def _on_lr_found(self, result: dict) -> None:
+        from gui.widgets.lr_finder import LrFinderDialog
+
+        self.lr_dialog = LrFinderDialog(result, self)
+        self.lr_dialog.use_lr.connect(self._use_lr)
+        self.lr_dialog.show()
+
+    @Slot(float)
+    def _use_lr(self, lr: float) -> None:
+        if self.form.lr is not None:
+            self.form.lr.set_value(float(f"{lr:.3g}"))
+            self.set_status(f"lr set to {lr:.3g} from the learning-rate finder.")
+
+    @Slot()
+    def _on_lr_thread_finished(self) -> None:
+        if self._lr_thread is not None:
+            self._lr_thread.wait()
+        self._lr_thread = self._lr_worker = None
+        if not self.is_running:
+            self.set_status("Learning-rate test done." if self.lr_dialog is not None else "Ready.")
+        self._update_buttons()
+        if self._close_pending:
+            QTimer.singleShot(0, self.close)
 
     @Slot()
     def stop(self) -> None:
@@ -469,7 +534,8 @@ class MainWindow(QMainWindow):
 
     def _update_buttons(self) -> None:
         self.form.set_locked(self.is_running)  # a running run's settings cannot change
-        self.start_button.setEnabled(self.is_ready and not self.is_running)
+        self.start_button.setEnabled(self.is_ready and not self.is_running and self._lr_thread is None)
+        self.lr_find_button.setEnabled(self.is_ready and not self.is_running and self._lr_thread is None)
         self.stop_button.setEnabled(self.is_running)
         self.run_list.resume_button.setEnabled(self.is_ready and not self.is_running)
         self.run_list.copy_button.setEnabled(not self.is_running)
@@ -607,7 +673,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         """Mid-run: stop after the current batch, wait for last.ckpt, then close."""
-        if self.is_running or self._import_thread is not None:
+        if self.is_running or self._import_thread is not None or self._lr_thread is not None:
             self._close_pending = True
             if self.is_running:
                 self.stop()
@@ -632,6 +698,6 @@ class MainWindow(QMainWindow):
         """Stop any run and wait for the threads (blocking): for the end of the program."""
         if self._worker is not None:
             self._worker.request_stop()
-        for thread in (self._thread, self._import_thread):
+        for thread in (self._thread, self._import_thread, self._lr_thread):
             if thread is not None:
                 thread.wait(timeout_ms)

@@ -156,3 +156,34 @@ class _Forward:
 
     def __init__(self, worker: TrainWorker):
         self.on_start, self.on_steps, self.on_epoch = worker._on_start, worker._on_steps, worker._on_epoch
+
+
+class LrFindWorker(QObject):
+    """Lightning's learning-rate range test on the form's config (lit_opt/lr_find.py), in its
+    own thread: `found(result)` or `failed(message)`, then `done()`."""
+
+    found = Signal(object)
+    failed = Signal(str)
+    done = Signal()
+
+    def __init__(self, config: dict, num_training: int = 100):
+        super().__init__()
+        self.config, self.num_training = config, num_training
+
+    @Slot()
+    def run(self) -> None:
+        from lit_opt.errors import LitOptError
+
+        try:
+            from lit_opt.lr_find import find_lr
+
+            self.found.emit(find_lr(with_app_overrides(self.config), num_training=self.num_training))
+        except LitOptError as exc:
+            self.failed.emit(str(exc))
+        except SystemExit as exc:
+            self.failed.emit(f"The learning-rate finder ended early (exit code {exc.code}).")
+        except BaseException as exc:  # still a message, never a crash
+            traceback.print_exc()
+            self.failed.emit(f"Unexpected error in the learning-rate finder ({type(exc).__name__}): {exc}")
+        finally:
+            self.done.emit()

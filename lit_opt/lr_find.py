@@ -21,6 +21,7 @@ range test needs a step per batch.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import json
 import math
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 from lit_opt.errors import EXIT_BAD_INPUT, ConfigError
 
@@ -60,10 +61,11 @@ def check_range(min_lr: float, max_lr: float, num_training: int) -> None:
                           f"batches); got {num_training}")
 
 
-def find_lr(fit_args: Sequence[str], min_lr: float = 1e-6, max_lr: float = 1.0, num_training: int = 100,
-            mode: str = "exponential") -> dict:
-    """Run the range test on the run `fit_args` describe; returns {"suggestion", "lr": [...],
-    "loss": [...], "optimizer", "net", "dataset", ...}. Raises ConfigError for what cannot be tested."""
+def find_lr(fit_args: Union[Sequence[str], dict], min_lr: float = 1e-6, max_lr: float = 1.0,
+            num_training: int = 100, mode: str = "exponential") -> dict:
+    """Run the range test on the run `fit_args` describe (`fit` options, or a config dict as
+    `prepare_fit` takes); returns {"suggestion", "lr": [...], "loss": [...], "optimizer", "net",
+    "dataset", ...}. Raises ConfigError for what cannot be tested."""
     check_range(min_lr, max_lr, num_training)
     from lightning.pytorch.tuner import Tuner
 
@@ -74,8 +76,15 @@ def find_lr(fit_args: Sequence[str], min_lr: float = 1e-6, max_lr: float = 1.0, 
     job = None
     try:
         # The run is built in a scratch folder that goes at the end: no run folder, no .ckpt.
-        job = prepare_fit([*fit_args, "--run.root", str(scratch), "--run.name", "lr_find",
-                           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
+        if isinstance(fit_args, dict):
+            config = copy.deepcopy(fit_args)
+            config["run"] = {**(config.get("run") or {}), "root": str(scratch), "name": "lr_find"}
+            config["trainer"] = {**(config.get("trainer") or {}), "enable_progress_bar": False,
+                                 "enable_model_summary": False}
+            job = prepare_fit(config)
+        else:
+            job = prepare_fit([*fit_args, "--run.root", str(scratch), "--run.name", "lr_find",
+                               "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
         model = job.model
         name = model.hparams.optimizer
         if model.optimizer_info.full_batch:
