@@ -249,14 +249,14 @@ class CurvesView(RunView):
 
     def _build_single(self, rec: RunRecord) -> None:
         """One run: each of its curves is a legend row of its own, in one colour family."""
-        blue, orange, green, grey = PALETTE[0], PALETTE[1], PALETTE[2], "#555555"
+        blue, orange, green, red, purple = PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[3], PALETTE[4]
         specs = [("train loss", "loss", blue, {}), ("val loss", "loss", orange, dict(symbol="o", width=1)),
-                 ("val acc", "acc", orange, dict(symbol="o")),
-                 ("train acc", "acc", blue, dict(symbol="s", width=1, style=Qt.PenStyle.DashLine))]
+                 ("val acc", "acc", red, dict(symbol="o")),
+                 ("train acc", "acc", purple, dict(symbol="s", width=1, style=Qt.PenStyle.DashLine))]
         if rec.l2:
             specs.insert(2, ("L2 term", "loss", green, dict(symbol="t", width=1, style=Qt.PenStyle.DotLine)))
         for what, plot, colour, kw in specs:
-            entry = _Entry(what, colour if what != "L2 term" else grey, [rec])
+            entry = _Entry(what, colour, [rec])
             if what == "train loss":
                 self._line(entry, "train loss (raw)", plot, colour, width=1, alpha=70)
             self._line(entry, what, plot, colour, **kw)
