@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self.lr_dialog = None  # the finder's last result (gui/widgets/lr_finder.py)
         self._close_pending = False
         self.running: Optional[RunRecord] = None  # the run in the worker thread
+        self.is_paused = False
         self.shown: Optional[RunRecord] = None  # the run the views show
         self._dirty = False
         self._progress: dict = {}
@@ -116,7 +117,18 @@ class MainWindow(QMainWindow):
         self.lr_find_button.setToolTip("Lightning's learning-rate range test on the form's settings (100 batches, "
                                        "the rate rising from 1e-6 to 1); nothing is saved")
         self.lr_find_button.clicked.connect(self.find_lr)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setObjectName("pause")
+        self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("wait after the current batch; the views stay live (press again to continue)")
+        self.pause_button.toggled.connect(self.set_paused)
+        self.step_button = QPushButton("Step")
+        self.step_button.setObjectName("step")
+        self.step_button.setToolTip("while paused: train exactly one more batch")
+        self.step_button.clicked.connect(self.step_once)
         row.addWidget(self.start_button)
+        row.addWidget(self.pause_button)
+        row.addWidget(self.step_button)
         row.addWidget(self.stop_button)
         row.addWidget(self.lr_find_button)
         self.run_list = RunList()
@@ -432,6 +444,28 @@ class MainWindow(QMainWindow):
         if self._close_pending:
             QTimer.singleShot(0, self.close)
 
+    @Slot(bool)
+    def set_paused(self, paused: bool) -> None:
+        """Pause after the current batch, or continue. While paused the views stay live."""
+        if self._worker is None:
+            return
+        self._worker.set_paused(paused)
+        self.is_paused = paused
+        self.pause_button.blockSignals(True)
+        self.pause_button.setChecked(paused)
+        self.pause_button.setText("Continue" if paused else "Pause")
+        self.pause_button.blockSignals(False)
+        self._update_buttons()
+        self._dirty = True
+        self.set_status(self._status_text() if self._progress else ("Paused." if paused else "Running…"),
+                        busy=not paused)
+
+    @Slot()
+    def step_once(self) -> None:
+        """While paused: train exactly one more batch."""
+        if self._worker is not None and self.is_paused:
+            self._worker.step_once()
+
     @Slot()
     def stop(self) -> None:
         """End the run after the current batch; its last.ckpt resumes it."""
@@ -514,6 +548,12 @@ class MainWindow(QMainWindow):
             thread.wait()
         self._thread = self._worker = None
         self.running = None
+        if self.is_paused:
+            self.is_paused = False
+            self.pause_button.blockSignals(True)
+            self.pause_button.setChecked(False)
+            self.pause_button.setText("Pause")
+            self.pause_button.blockSignals(False)
         if rec is not None:
             self.run_list.update_row(rec)
         self._dirty = True
@@ -537,6 +577,8 @@ class MainWindow(QMainWindow):
         self.start_button.setEnabled(self.is_ready and not self.is_running and self._lr_thread is None)
         self.lr_find_button.setEnabled(self.is_ready and not self.is_running and self._lr_thread is None)
         self.stop_button.setEnabled(self.is_running)
+        self.pause_button.setEnabled(self.is_running)
+        self.step_button.setEnabled(self.is_running and self.is_paused)
         self.run_list.resume_button.setEnabled(self.is_ready and not self.is_running)
         self.run_list.copy_button.setEnabled(not self.is_running)
 
@@ -667,6 +709,8 @@ class MainWindow(QMainWindow):
         if left is not None:
             parts.append(f"{int(left) // 60}:{int(left) % 60:02d} left")
         parts.append(rec.name if rec else "")
+        if self.is_paused:
+            parts = [f"Paused at step {p.get('step', 0)} (epoch {p.get('epoch', 0) + 1})", parts[-1]]
         return " · ".join(parts)
 
     # --- closing -------------------------------------------------------------------------------

@@ -85,6 +85,7 @@ class TrainWorker(QObject):
         self.job = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._paused = False
         self._progress: dict[str, Any] = {}
 
     # --- GUI thread ----------------------------------------------------------------------
@@ -95,6 +96,19 @@ class TrainWorker(QObject):
         with self._lock:
             if self.job is not None:
                 self.job.request_stop()
+
+    def set_paused(self, paused: bool) -> None:
+        """Thread-safe: wait after the current batch (True) or go on (False)."""
+        with self._lock:
+            self._paused = paused
+            if self.job is not None:
+                self.job.pause() if paused else self.job.resume()
+
+    def step_once(self) -> None:
+        """Thread-safe, while paused: train exactly one more batch."""
+        with self._lock:
+            if self.job is not None:
+                self.job.step_once()
 
     # --- worker thread -------------------------------------------------------------------
 
@@ -109,6 +123,8 @@ class TrainWorker(QObject):
                               listeners=[_Forward(self)])
             with self._lock:
                 self.job = job
+                if self._paused:  # Pause pressed while the data loaded
+                    job.pause()
             config = copy.deepcopy(job.config)
             # The data module's class names and input shape, as the checkpoint records them.
             config.setdefault("model", {})["data_info"] = copy.deepcopy(dict(job.model.hparams.data_info))

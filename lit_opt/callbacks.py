@@ -91,10 +91,38 @@ class StopOnRequest(Callback):
         self._requested = threading.Event()
         self._previous_handlers: dict = {}
         self.signum: Optional[int] = None
+        # Pause (the desktop app): training waits after a batch until continued; `step_once`
+        # lets exactly one more batch through. Waiting releases the GIL: the app stays live.
+        self._paused = False
+        self._granted = 0
+        self._wake = threading.Condition()
+        self.paused_at: Optional[int] = None  # the global step training waits at, while it waits
 
     def request_stop(self) -> None:
         """Thread-safe: the desktop app calls this from its GUI thread."""
         self._requested.set()
+        with self._wake:
+            self._wake.notify_all()
+
+    def pause(self) -> None:
+        """Thread-safe: wait after the current batch (the views stay live, every series current)."""
+        with self._wake:
+            self._paused, self._granted = True, 0
+
+    def resume(self) -> None:
+        with self._wake:
+            self._paused, self._granted = False, 0
+            self._wake.notify_all()
+
+    def step_once(self) -> None:
+        """While paused: train exactly one more batch, then wait again."""
+        with self._wake:
+            self._granted += 1
+            self._wake.notify_all()
+
+    @property
+    def is_paused(self) -> bool:
+        return self._paused
 
     @property
     def stop_requested(self) -> bool:
@@ -128,9 +156,33 @@ class StopOnRequest(Callback):
             # Epochs are numbered from 1 in every message, as in the status line and the tables.
             raise RunStopped(f"Stopped{by} in epoch {trainer.current_epoch + 1}, step {trainer.global_step}.",
                              signum=self.signum)
+        if self._paused and trainer.world_size == 1:  # the app's pause (it never runs DDP)
+            self._wait(trainer)
+
+    def _wait(self, trainer) -> None:
+        from lit_opt.stream import LiveStream
+
+        for cb in trainer.callbacks:  # the views show this very batch while training waits
+            if isinstance(cb, LiveStream):
+                cb.flush(trainer)
+        with self._wake:
+            if not self._paused:
+                return
+            if self._granted:
+                self._granted -= 1
+                return
+            self.paused_at = trainer.global_step
+            while self._paused and not self._granted and not self._requested.is_set():
+                self._wake.wait()
+            self.paused_at = None
+            if self._granted:
+                self._granted -= 1
+        if self._requested.is_set():  # Stop while paused: end here, exactly as after any batch
+            self.on_train_batch_end(trainer, None, None, None, None)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._requested.clear()
+        self.resume()
         if self._previous_handlers and threading.current_thread() is threading.main_thread():
             for s, handler in self._previous_handlers.items():
                 # Only where ours is still installed: Lightning's own teardown has usually put

@@ -4,6 +4,7 @@
     job = prepare_fit(["--model.optimizer", "adam", "--trainer.max_epochs", "3"])  # CLI-style options
     job = prepare_fit(config, listeners=[app])   # lit_opt.stream.Listener: every step and epoch
     summary = job.run()               # fit, then test best.ckpt; job.request_stop() from any thread
+                                      # (and job.pause(), job.step_once(), job.resume())
 
 A job is built by the same LitOptCLI as `python -m lit_opt fit` (the same parser, defaults,
 checks and run folders), so a run from a program and one from the command line are the
@@ -35,6 +36,23 @@ class FitJob:
         from lit_opt.runs import stop_callback
 
         stop_callback(self.trainer).request_stop()
+
+    def pause(self) -> None:
+        """Thread-safe: training waits after the current batch (StopOnRequest.pause)."""
+        from lit_opt.runs import stop_callback
+
+        stop_callback(self.trainer).pause()
+
+    def resume(self) -> None:
+        from lit_opt.runs import stop_callback
+
+        stop_callback(self.trainer).resume()
+
+    def step_once(self) -> None:
+        """While paused: exactly one more training batch, then wait again."""
+        from lit_opt.runs import stop_callback
+
+        stop_callback(self.trainer).step_once()
 
     def run(self) -> dict:
         try:

@@ -1,0 +1,67 @@
+"""Pause, single step and stop-while-paused from the app, on real (small) MNIST runs: the step
+count holds while paused, Step advances it by exactly one, and the views are current."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from tests.gui.conftest import small_config
+
+
+def _paused_at(window):
+    from lit_opt.runs import stop_callback
+
+    worker = window._worker
+    return None if worker is None or worker.job is None else stop_callback(worker.job.trainer).paused_at
+
+
+def _global_step(window) -> int:
+    return window._worker.job.trainer.global_step
+
+
+def test_pause_holds_the_step_count_and_step_advances_it_by_one(real_data, tmp_path, make_window, qtbot, pace):
+    root = tmp_path / "runs"
+    window = make_window(root, small_config(real_data, root, epochs=2, train_size=1500, batch_size=50))
+    window.start()
+    qtbot.waitUntil(lambda: window.running is not None and len(window.running.step_x) >= 5, timeout=60_000)
+    window.pause_button.click()
+    assert window.pause_button.text() == "Continue" and window.step_button.isEnabled()
+    qtbot.waitUntil(lambda: _paused_at(window) is not None, timeout=10_000)
+    held = _paused_at(window)
+    qtbot.wait(400)
+    assert _global_step(window) == held and _paused_at(window) == held  # nothing trains while paused
+    qtbot.waitUntil(lambda: len(window.running.step_x) == held, timeout=5_000)  # the views have every step
+    assert window.running.step_x[-1] == held
+    assert "Paused at step" in window.status_line.text()
+    for expected in (held + 1, held + 2):
+        window.step_button.click()
+        qtbot.waitUntil(lambda: _paused_at(window) == expected, timeout=10_000)
+        qtbot.wait(200)
+        assert _global_step(window) == expected
+    window.pause_button.click()  # continue to the end
+    with qtbot.waitSignal(window.run_finished, timeout=120_000) as blocker:
+        pass
+    rec = blocker.args[0]
+    assert rec.status == "finished" and len(rec.step_x) == 60
+    assert torch.load(rec.run_dir / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 60
+
+
+def test_stop_while_paused_keeps_a_checkpoint_at_the_paused_step(real_data, tmp_path, make_window, qtbot, pace):
+    root = tmp_path / "runs"
+    window = make_window(root, small_config(real_data, root, epochs=2, train_size=1500, batch_size=50))
+    window.start()
+    qtbot.waitUntil(lambda: window.running is not None and len(window.running.step_x) >= 3, timeout=60_000)
+    window.pause_button.click()
+    qtbot.waitUntil(lambda: _paused_at(window) is not None, timeout=10_000)
+    held = _paused_at(window)
+    t0 = time.perf_counter()
+    window.stop()
+    with qtbot.waitSignal(window.run_finished, timeout=30_000) as blocker:
+        pass
+    assert time.perf_counter() - t0 < 5
+    rec = blocker.args[0]
+    assert rec.status == "stopped" and f"step {held}" in window.message.text()
+    assert torch.load(rec.run_dir / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == held
+    assert window.pause_button.text() == "Pause" and not window.pause_button.isEnabled()
