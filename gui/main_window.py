@@ -136,6 +136,7 @@ class MainWindow(QMainWindow):
         self.run_list.ticked_changed.connect(self._on_ticked)
         self.run_list.resume_requested.connect(self.resume)
         self.run_list.copy_requested.connect(self.copy_settings)
+        self.run_list.more_requested.connect(self.ask_more_epochs)
         self.run_list.trash_requested.connect(self.trash)
         self.run_list.rescan_requested.connect(self.rescan)
         runs_box = QWidget()
@@ -335,7 +336,27 @@ class MainWindow(QMainWindow):
             return
         self.resume_checkpoint(ckpt)
 
-    def resume_checkpoint(self, ckpt: str | Path) -> None:
+    @Slot(object)
+    def ask_more_epochs(self, rec: RunRecord) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        n, ok = QInputDialog.getInt(self, "More epochs", f"Train {rec.name} for how many more epochs?", 5, 1, 10_000)
+        if ok:
+            self.more_epochs(rec, n)
+
+    def more_epochs(self, rec: RunRecord, n: int) -> None:
+        """Train a finished or stopped run `n` epochs past the last it completed, in its own
+        folder, its curves continuing (as `fit --ckpt_path RUN/last.ckpt --more_epochs n`)."""
+        ckpt = rec.checkpoint()
+        if ckpt is None:
+            self.show_error(f"{rec.name} has no last.ckpt to continue from.", about=rec)
+            return
+        from lit_opt.run_files import read_epochs
+
+        done = len([row for row in read_epochs(rec.run_dir) if row.get("epoch") is not None])
+        self.resume_checkpoint(ckpt, max_epochs=done + n)
+
+    def resume_checkpoint(self, ckpt: str | Path, max_epochs: Optional[int] = None) -> None:
         ckpt = Path(ckpt)
         config = {}
         if (ckpt.parent / "config.yaml").is_file():
@@ -355,6 +376,8 @@ class MainWindow(QMainWindow):
                 self.show_error(f"Please fix the form:\n{exc}")
                 return
         config.pop("ckpt_path", None)
+        if max_epochs is not None:
+            config["trainer"] = {**(config.get("trainer") or {}), "max_epochs": int(max_epochs)}
         self._launch(config, str(ckpt))
 
     @Slot()
@@ -581,6 +604,7 @@ class MainWindow(QMainWindow):
         self.step_button.setEnabled(self.is_running and self.is_paused)
         self.run_list.resume_button.setEnabled(self.is_ready and not self.is_running)
         self.run_list.copy_button.setEnabled(not self.is_running)
+        self.run_list.more_button.setEnabled(self.is_ready and not self.is_running)
 
     # --- showing runs --------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, TQDMProgressBar
 
 from lit_opt.errors import DivergenceError, RunStopped
 from lit_opt.internals import batches_that_stepped, per_tensor_norms
@@ -74,6 +74,18 @@ class DivergenceGuard(Callback):
 
 def _current_lr(optimizer) -> float:
     return float(optimizer.param_groups[0]["lr"])
+
+
+class PatientEarlyStopping(EarlyStopping):
+    """Lightning's EarlyStopping, whose patience restarts when a run it ended is trained for
+    more epochs (`fit --ckpt_path RUN/last.ckpt --more_epochs N`): restored as it was, it would
+    end the run again after the first validation. A run interrupted mid-way (it had not
+    stopped it) resumes with its count exactly as it was."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if self.stopped_epoch > 0:
+            self.wait_count, self.stopped_epoch = 0, 0
 
 
 class StopOnRequest(Callback):

@@ -68,6 +68,45 @@ def main(argv: Optional[list[str]] = None) -> int:
     return run_trainer_command(command, rest)
 
 
+def _more_epochs(args: list[str]) -> list[str]:
+    """`--more_epochs N` with `--ckpt_path RUN/last.ckpt`: train N epochs past the last one the
+    run completed (its epochs.csv, trimmed to the checkpoint), as `--trainer.max_epochs`. A
+    schedule that has ended holds its final rate; early stopping's patience restarts."""
+    from lit_opt.errors import ConfigError
+
+    if not any(a == "--more_epochs" or a.startswith("--more_epochs=") for a in args):
+        return args
+    out, n, ckpt, i = [], None, None, 0
+    while i < len(args):
+        a = args[i]
+        if a == "--more_epochs" or a.startswith("--more_epochs="):
+            value = a.split("=", 1)[1] if "=" in a else (args[i + 1] if i + 1 < len(args) else "")
+            i += 1 if "=" in a else 2
+            try:
+                n = int(value)
+            except ValueError:
+                raise ConfigError(f"--more_epochs must be a whole number of epochs, at least 1; got {value!r}") from None
+            if n < 1:
+                raise ConfigError(f"--more_epochs must be a whole number of epochs, at least 1; got {n}")
+            continue
+        if a == "--ckpt_path" and i + 1 < len(args):
+            ckpt = args[i + 1]
+        elif a.startswith("--ckpt_path="):
+            ckpt = a.split("=", 1)[1]
+        if a.startswith("--trainer.max_epochs"):
+            raise ConfigError("give --more_epochs or --trainer.max_epochs, not both")
+        out.append(a)
+        i += 1
+    from lit_opt.run_files import read_epochs
+    from lit_opt.runs import run_dir_of_checkpoint
+
+    run_dir = run_dir_of_checkpoint(ckpt) if ckpt else None
+    if run_dir is None:
+        raise ConfigError("--more_epochs continues a run: give its checkpoint, --ckpt_path RUN/last.ckpt")
+    done = len([row for row in read_epochs(run_dir) if row.get("epoch") is not None])
+    return [*out, "--trainer.max_epochs", str(done + n)]
+
+
 def _with_run_config(args: list[str]) -> list[str]:
     """Put config files first, so every explicit flag overrides them wherever it was typed
     (a saved config.yaml holds `ckpt_path: null`, which would otherwise undo an earlier
@@ -183,7 +222,7 @@ def run_trainer_command(command: str, args: list[str]) -> int:
     try:
         from lit_opt.lightning_cli import LitOptCLI
 
-        cli = LitOptCLI(args=[command, *_with_run_config(args)])
+        cli = LitOptCLI(args=[command, *_with_run_config(_more_epochs(args) if command == "fit" else args)])
     except RunStopped as exc:
         print(f"\n{exc} {_resume_hint(exc)}", file=sys.stderr)
         return exc.exit_code

@@ -27,7 +27,7 @@ from lit_opt.declarations.datasets import DATASETS
 from lit_opt.epoch_sums import TrainSums
 from lit_opt.errors import ConfigError
 from lit_opt.internals import batches_done_this_epoch, skip_module_setattr
-from lit_opt.schedulers import build_scheduler, validate_scheduler
+from lit_opt.schedulers import build_scheduler, schedule_ended, validate_scheduler
 from lit_opt.training_steps import strategy_for
 
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes incompatibly
@@ -293,14 +293,21 @@ class ClassifierModule(L.LightningModule):
             return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """Lightning's hook for every scheduler step (and the manual strategies' too): a
+        schedule that has ended holds its final rate (a run given more epochs than planned)."""
+        if schedule_ended(scheduler):
+            return
+        scheduler.step() if metric is None else scheduler.step(metric)
+
     def configure_callbacks(self):
         from lit_opt.eval_point import EvalPoint, needs_eval_point
 
         callbacks = []
         if self.hparams.early_stopping is not None:
-            from lightning.pytorch.callbacks import EarlyStopping
+            from lit_opt.callbacks import PatientEarlyStopping
 
-            callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=self.hparams.early_stopping))
+            callbacks.append(PatientEarlyStopping(monitor="val/acc", mode="max", patience=self.hparams.early_stopping))
         given = any(isinstance(cb, EvalPoint) for cb in self.trainer.callbacks)  # a user's own settings win
         if needs_eval_point(self.hparams.optimizer, self.optimizer_hparams) and not given:
             callbacks.append(EvalPoint())  # evaluate and save at Schedule-Free's average x

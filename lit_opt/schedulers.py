@@ -56,3 +56,15 @@ def build_scheduler(name: str, args: dict[str, Any], optimizer: torch.optim.Opti
     max_lr = [g["lr"] for g in optimizer.param_groups]
     return sched.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total, 1),
                             pct_start=args["pct_start"]), "step"
+
+
+def schedule_ended(scheduler) -> bool:
+    """A schedule with an end (one-cycle's total steps, cosine's T_max) that has reached it.
+    A run trained for more epochs than planned continues at the rate the schedule ended at:
+    one-cycle would raise past its total, and cosine would climb back up."""
+    sched = torch.optim.lr_scheduler
+    if isinstance(scheduler, sched.OneCycleLR):  # its last step is total_steps - 1 (past it: back up, then an error)
+        return scheduler.last_epoch >= scheduler.total_steps - 1
+    if isinstance(scheduler, sched.CosineAnnealingLR):  # eta_min at T_max (past it: back up)
+        return scheduler.last_epoch >= scheduler.T_max
+    return False

@@ -44,6 +44,7 @@ class RunList(QWidget):
     ticked_changed = Signal()
     resume_requested = Signal(object)  # RunRecord
     copy_requested = Signal(object)  # RunRecord: put its settings in the form
+    more_requested = Signal(object)  # RunRecord: train it for more epochs
     trash_requested = Signal(object)  # RunRecord: move its folder to the trash
     rescan_requested = Signal()
 
@@ -77,6 +78,11 @@ class RunList(QWidget):
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip("continue the selected run from its last.ckpt, in its own folder")
         self.resume_button.clicked.connect(lambda: self._emit_current(self.resume_requested))
+        self.more_button = QPushButton("More epochs…")
+        self.more_button.setObjectName("more_epochs")
+        self.more_button.setToolTip("train the selected run (finished or stopped) for more epochs, continuing "
+                                    "its curves; an ended schedule holds its final rate")
+        self.more_button.clicked.connect(lambda: self._emit_current(self.more_requested))
         self.copy_button = QPushButton("Copy to form")
         self.copy_button.setObjectName("copy_settings")
         self.copy_button.setToolTip("put the selected run's settings in the form, to start a variant of it")
@@ -89,9 +95,13 @@ class RunList(QWidget):
         self.rescan_button = QPushButton("Rescan")
         self.rescan_button.setToolTip("list the run folders in the runs folder again")
         self.rescan_button.clicked.connect(self.rescan_requested)
-        for button in (self.resume_button, self.copy_button, self.trash_button, self.rescan_button):
+        for button in (self.resume_button, self.more_button, self.copy_button):
             buttons.addWidget(button)
         layout.addLayout(buttons)
+        buttons2 = QHBoxLayout()
+        for button in (self.trash_button, self.rescan_button):
+            buttons2.addWidget(button)
+        layout.addLayout(buttons2)
         self.note = QPlainTextEdit()
         self.note.setObjectName("note")
         self.note.setPlaceholderText("a note about the selected run (saved in its folder as note.txt)")
@@ -260,6 +270,7 @@ class RunList(QWidget):
         rec = self.current()
         for text, slot, enabled in (
                 ("Resume", lambda: self._emit_current(self.resume_requested), rec is not None),
+                ("More epochs…", lambda: self._emit_current(self.more_requested), rec is not None),
                 ("Copy settings to the form", lambda: self._emit_current(self.copy_requested), rec is not None),
                 ("Tick all shown", lambda: self.tick_shown(True), True),
                 ("Untick all shown", lambda: self.tick_shown(False), True),

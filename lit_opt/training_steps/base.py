@@ -37,4 +37,4 @@ class TrainingStep:
         """Manual optimization steps its own schedulers (Lightning only does so automatically)."""
         sch = module.lr_schedulers()
         if sch is not None and module.scheduler_interval == interval:
-            sch.step()
+            module.lr_scheduler_step(sch, None)  # as Lightning does: an ended schedule holds

@@ -65,3 +65,22 @@ def test_stop_while_paused_keeps_a_checkpoint_at_the_paused_step(real_data, tmp_
     assert rec.status == "stopped" and f"step {held}" in window.message.text()
     assert torch.load(rec.run_dir / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == held
     assert window.pause_button.text() == "Pause" and not window.pause_button.isEnabled()
+
+
+def test_more_epochs_continue_a_finished_run_and_its_curves(real_data, tmp_path, make_window, qtbot):
+    from lit_opt.jobs import prepare_fit
+
+    root = tmp_path / "runs"
+    job = prepare_fit(small_config(real_data, root, epochs=1))  # 2000 images, 20 batches
+    job.run()
+    window = make_window(root)
+    rec = window.run_list.record(job.run_dir)
+    window.run_list.select(rec)
+    assert rec.status == "finished" and len(rec.step_x) == 20
+    window.more_epochs(rec, 2)
+    with qtbot.waitSignal(window.run_finished, timeout=120_000) as blocker:
+        pass
+    assert blocker.args[0] is rec and rec.status == "finished", window.message.text()
+    assert list(rec.step_x) == [float(i) for i in range(1, 61)]  # the same curve, continued
+    assert [e["epoch"] for e in rec.epochs] == [0, 1, 2]
+    assert torch.load(rec.run_dir / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 60
