@@ -109,6 +109,7 @@ class StopOnRequest(Callback):
         self._granted = 0
         self._wake = threading.Condition()
         self.paused_at: Optional[int] = None  # the global step training waits at, while it waits
+        self.before_pause: list = []  # called before waiting (the live stream's flush registers itself)
 
     def request_stop(self) -> None:
         """Thread-safe: the desktop app calls this from its GUI thread."""
@@ -172,11 +173,8 @@ class StopOnRequest(Callback):
             self._wait(trainer)
 
     def _wait(self, trainer) -> None:
-        from lit_opt.stream import LiveStream
-
-        for cb in trainer.callbacks:  # the views show this very batch while training waits
-            if isinstance(cb, LiveStream):
-                cb.flush(trainer)
+        for flush in self.before_pause:  # the views show this very batch while training waits
+            flush(trainer)
         with self._wake:
             if not self._paused:
                 return

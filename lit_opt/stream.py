@@ -125,6 +125,9 @@ class LiveStream(Callback):
         self._batches = int(state["batches"]) if state else batches_that_stepped(trainer)
         self._seconds = float(state["seconds"]) if state else 0.0
         self._t0 = self._last_flush = time.perf_counter()
+        for cb in trainer.callbacks:  # a paused run shows its latest batch (StopOnRequest.pause)
+            if hasattr(cb, "before_pause") and self.flush not in cb.before_pause:
+                cb.before_pause.append(self.flush)
         elements: dict[str, list[str]] = {}
         self._running = []  # the sources with something to give in this run
         for source in self.sources:
