@@ -486,7 +486,7 @@ def test_a_signal_mid_epoch_saves_the_step_and_the_resume_matches_an_uninterrupt
     os.kill(proc.pid, sig)
     assert proc.wait(timeout=60) == code
     out = (tmp_path / "out.txt").read_text()
-    assert f"Stopped by {signal.Signals(sig).name} at epoch " in out
+    assert f"Stopped by {signal.Signals(sig).name} in epoch " in out
     assert "Resume with:" in out and "last.ckpt" in out
     step = load(run_dir / "last.ckpt")["global_step"]
     assert 100 < step < 600 and step % 100 != 0  # the current step, not an epoch's start
