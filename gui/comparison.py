@@ -125,10 +125,12 @@ def seed_groups(records: Sequence) -> list[list]:
 
 def group_label(group: Sequence, keys: Iterable[str]) -> str:
     """A group's label: its shared values of `keys` (the seed left out), and "n seeds"."""
-    text = label(group[0], [k for k in keys if k != SEED_KEY])
-    if len(group) > 1:
-        text = (text + " " if text != group[0].name else "") + f"({len(group)} seeds)"
-    return text
+    keys = [k for k in keys if k != SEED_KEY]
+    if len(group) == 1:
+        return label(group[0], keys)
+    # no other setting differs: say what the runs are (optimizer, lr, net, data)
+    text = label(group[0], keys) if keys else group[0].label
+    return f"{text} ({len(group)} seeds)"
 
 
 # --- the x axis --------------------------------------------------------------------------------

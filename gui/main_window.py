@@ -146,7 +146,7 @@ class MainWindow(QMainWindow):
         runs_layout.addWidget(QLabel("Runs (select to show, tick to compare):"))
         runs_layout.addWidget(self.run_list, 1)
         left.addWidget(runs_box)
-        left.setSizes([560, 340])
+        left.setSizes([470, 430])  # the form's Run group and the run list both in view at 1280x800
 
         right = QWidget()
         right_layout = QVBoxLayout(right)

@@ -152,10 +152,10 @@ class CurvesView(RunView):
 
         self._axes = {name: IntegerAxis("bottom") for name in ("loss", "acc")}
         self.loss_plot = self.graphics.addPlot(row=0, col=0, axisItems={"bottom": self._axes["loss"]})
-        self.loss_plot.setTitle("loss: training per step (smoothed; raw faint), validation at each epoch's end")
+        self.loss_plot.setTitle("loss: training per step (raw faint), validation per epoch")
         self.loss_plot.setLabel("left", "loss")
         self.acc_plot = self.graphics.addPlot(row=1, col=0, axisItems={"bottom": self._axes["acc"]})
-        self.acc_plot.setTitle("accuracy at each epoch's end")
+        self.acc_plot.setTitle("accuracy per epoch")
         self.acc_plot.setLabel("left", "accuracy")
         self.acc_plot.setXLink(self.loss_plot)
         for plot in (self.loss_plot, self.acc_plot):
@@ -265,8 +265,9 @@ class CurvesView(RunView):
     def _build_comparison(self, records: list[RunRecord]) -> None:
         keys = comparison.differing_keys(records)
         groups = comparison.seed_groups(records)
-        self.title.setText(f"comparing {len(records)} runs" + (f" in {len(groups)} groups" if len(groups) < len(records)
-                                                               else "") +
+        n = len(groups)
+        self.title.setText(f"comparing {len(records)} runs" + (f" in {n} group{'s' if n > 1 else ''}"
+                                                               if n < len(records) else "") +
                            (f"; they differ in {', '.join(comparison.short_name(k) for k in keys)}" if keys else ""))
         for i, group in enumerate(groups):
             colour = PALETTE[i % len(PALETTE)]

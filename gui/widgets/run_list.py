@@ -105,7 +105,7 @@ class RunList(QWidget):
         self.note = QPlainTextEdit()
         self.note.setObjectName("note")
         self.note.setPlaceholderText("a note about the selected run (saved in its folder as note.txt)")
-        self.note.setMaximumHeight(64)
+        self.note.setMaximumHeight(48)
         self.note.setEnabled(False)
         self.note.textChanged.connect(self._on_note_edited)
         layout.addWidget(self.note)
