@@ -95,6 +95,14 @@ def test_the_command_prints_json_writes_the_plot_and_leaves_the_config_alone(rea
     assert rows[0] == "lr,loss" and len(rows) == 21
     assert config.read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == ["found", "run.yaml"]  # no run folder, no scratch
-    refused = subprocess.run([sys.executable, "-m", "lit_opt", "lr-find", "--model.optimizer", "gd", *SMALL],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert refused.returncode == 2 and "cannot test 'gd'" in refused.stderr and "Traceback" not in refused.stderr
+
+
+
+def test_the_command_refuses_gd_with_exit_2_and_a_message(real_data, tmp_path, capsys, monkeypatch):
+    from lit_opt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["lr-find", "--model.optimizer", "gd", "--data.data_dir", str(real_data), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "cannot test 'gd'" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
