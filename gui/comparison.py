@@ -191,13 +191,13 @@ def epoch_axis(rec, axis: str, key: str) -> tuple[np.ndarray, np.ndarray]:
     ends = np.array([float(e.get("step") or 0) for e in rows], float)
     if axis == "step":
         return ends, values
-    steps = np.fromiter(rec.step_x, float, len(rec.step_x))
     if axis == "samples":
         per_epoch = samples_per_epoch(rec)
         if per_epoch:
             return (epochs + 1.0) * per_epoch, values
         return ends * rec.batch_size, values
     if axis == "time":
+        steps = np.fromiter(rec.step_x, float, len(rec.step_x))
         times = np.fromiter(rec.step_time, float, len(rec.step_time))
         if not len(steps):
             return np.array([], float), np.array([], float)

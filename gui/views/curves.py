@@ -374,7 +374,7 @@ class CurvesView(RunView):
 
     def _on_mouse(self, event) -> None:
         pos = event[0]
-        for name, plot in (("loss", self.loss_plot), ("acc", self.acc_plot)):
+        for plot in (self.loss_plot, self.acc_plot):
             if plot.sceneBoundingRect().contains(pos):
                 self.show_readout(plot.vb.mapSceneToView(pos).x())
                 return

@@ -75,23 +75,16 @@ class RunList(QWidget):
         self.tree.customContextMenuRequested.connect(self._context_menu)
         layout.addWidget(self.tree, 1)
         buttons = QHBoxLayout()
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip("continue the selected run from its last.ckpt, in its own folder")
-        self.resume_button.clicked.connect(lambda: self._emit_current(self.resume_requested))
-        self.more_button = QPushButton("More epochs…")
-        self.more_button.setObjectName("more_epochs")
-        self.more_button.setToolTip("train the selected run (finished or stopped) for more epochs, continuing "
-                                    "its curves; an ended schedule holds its final rate")
-        self.more_button.clicked.connect(lambda: self._emit_current(self.more_requested))
-        self.copy_button = QPushButton("Copy to form")
-        self.copy_button.setObjectName("copy_settings")
-        self.copy_button.setToolTip("put the selected run's settings in the form, to start a variant of it")
-        self.copy_button.clicked.connect(lambda: self._emit_current(self.copy_requested))
-        self.trash_button = QPushButton("Move to trash")
-        self.trash_button.setObjectName("trash")
-        self.trash_button.setToolTip("move the selected run's folder into the runs folder's .trash "
-                                     "(nothing is deleted; move it back to restore it)")
-        self.trash_button.clicked.connect(lambda: self._emit_current(self.trash_requested))
+        self.resume_button = self._button("Resume", "resume", self.resume_requested,
+                                          "continue the selected run from its last.ckpt, in its own folder")
+        self.more_button = self._button("More epochs…", "more_epochs", self.more_requested,
+                                        "train the selected run (finished or stopped) for more epochs, continuing "
+                                        "its curves; an ended schedule holds its final rate")
+        self.copy_button = self._button("Copy to form", "copy_settings", self.copy_requested,
+                                        "put the selected run's settings in the form, to start a variant of it")
+        self.trash_button = self._button("Move to trash", "trash", self.trash_requested,
+                                         "move the selected run's folder into the runs folder's .trash "
+                                         "(nothing is deleted; move it back to restore it)")
         self.rescan_button = QPushButton("Rescan")
         self.rescan_button.setToolTip("list the run folders in the runs folder again")
         self.rescan_button.clicked.connect(self.rescan_requested)
@@ -116,6 +109,14 @@ class RunList(QWidget):
         self._note_run: Optional[RunRecord] = None
         self._records: dict[str, RunRecord] = {}
         self._items: dict[str, QTreeWidgetItem] = {}
+
+    def _button(self, text: str, name: str, signal, tip: str) -> QPushButton:
+        """A button that emits `signal` with the selected run."""
+        button = QPushButton(text)
+        button.setObjectName(name)
+        button.setToolTip(tip)
+        button.clicked.connect(lambda: self._emit_current(signal))
+        return button
 
     def records(self) -> list[RunRecord]:
         return list(self._records.values())

@@ -21,15 +21,19 @@ def _global_step(window) -> int:
     return window._worker.job.trainer.global_step
 
 
-def test_pause_holds_the_step_count_and_step_advances_it_by_one(real_data, tmp_path, make_window, qtbot, pace):
-    root = tmp_path / "runs"
+def _start_then_pause(real_data, root, make_window, qtbot, after: int):
+    """A 2-epoch run (30 batches an epoch) paused after at least `after` batches; (window, step held)."""
     window = make_window(root, small_config(real_data, root, epochs=2, train_size=1500, batch_size=50))
     window.start()
-    qtbot.waitUntil(lambda: window.running is not None and len(window.running.step_x) >= 5, timeout=60_000)
+    qtbot.waitUntil(lambda: window.running is not None and len(window.running.step_x) >= after, timeout=60_000)
     window.pause_button.click()
-    assert window.pause_button.text() == "Continue" and window.step_button.isEnabled()
     qtbot.waitUntil(lambda: _paused_at(window) is not None, timeout=10_000)
-    held = _paused_at(window)
+    return window, _paused_at(window)
+
+
+def test_pause_holds_the_step_count_and_step_advances_it_by_one(real_data, tmp_path, make_window, qtbot, pace):
+    window, held = _start_then_pause(real_data, tmp_path / "runs", make_window, qtbot, after=5)
+    assert window.pause_button.text() == "Continue" and window.step_button.isEnabled()
     qtbot.wait(400)
     assert _global_step(window) == held and _paused_at(window) == held  # nothing trains while paused
     qtbot.waitUntil(lambda: len(window.running.step_x) == held, timeout=5_000)  # the views have every step
@@ -49,13 +53,7 @@ def test_pause_holds_the_step_count_and_step_advances_it_by_one(real_data, tmp_p
 
 
 def test_stop_while_paused_keeps_a_checkpoint_at_the_paused_step(real_data, tmp_path, make_window, qtbot, pace):
-    root = tmp_path / "runs"
-    window = make_window(root, small_config(real_data, root, epochs=2, train_size=1500, batch_size=50))
-    window.start()
-    qtbot.waitUntil(lambda: window.running is not None and len(window.running.step_x) >= 3, timeout=60_000)
-    window.pause_button.click()
-    qtbot.waitUntil(lambda: _paused_at(window) is not None, timeout=10_000)
-    held = _paused_at(window)
+    window, held = _start_then_pause(real_data, tmp_path / "runs", make_window, qtbot, after=3)
     t0 = time.perf_counter()
     window.stop()
     with qtbot.waitSignal(window.run_finished, timeout=30_000) as blocker:
