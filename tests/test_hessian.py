@@ -1,0 +1,149 @@
+"""Sharpness (lit_opt/hessian.py): Hessian-vector products, the top eigenvalue and the
+Hutchinson trace against independent references (closed form, numpy, torch.autograd's
+full Hessian); the stability thresholds; the `sharpness` command's output and refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lit_opt.errors import ConfigError
+from lit_opt.hessian import TrainingObjective, stability_threshold
+
+
+def _tiny_softmax(l2: float = 0.0):
+    """A real ClassifierModule: the linear net on 2x2 one-channel images, 3 classes (15 weights),
+    in float64; 40 random images."""
+    from lit_opt.module import ClassifierModule
+
+    info = {"dataset": "mnist", "input_shape": [1, 2, 2], "num_classes": 3, "class_names": ["a", "b", "c"],
+            "mean": [0.5], "std": [0.25]}
+    torch.manual_seed(0)
+    model = ClassifierModule(net="linear", l2=l2, data_info=info).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 1, 2, 2, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,), generator=g)
+    return model, x, y
+
+
+def _exact_hessian(model, x, y, l2: float = 0.0) -> np.ndarray:
+    """The full Hessian of mean CE (+ l2 * ||W||^2, bias excluded) by torch.autograd.functional."""
+    names = [n for n, _ in model.net.named_parameters()]
+    shapes = [p.shape for _, p in model.net.named_parameters()]
+    flat0 = torch.cat([p.detach().reshape(-1) for _, p in model.net.named_parameters()])
+
+    def f(flat):
+        params, i = {}, 0
+        for n, s in zip(names, shapes):
+            k = math.prod(s)
+            params[n] = flat[i:i + k].view(s)
+            i += k
+        loss = F.cross_entropy(torch.func.functional_call(model.net, params, (x,)), y)
+        return loss + l2 * sum(params[n].pow(2).sum() for n in names if n.endswith("weight"))
+
+    return torch.autograd.functional.hessian(f, flat0).numpy()
+
+
+def test_power_iteration_matches_the_closed_form_of_least_squares():
+    # f(w) = mean (x.w - y)^2 has Hessian 2 X^T X / n: numpy's largest eigenvalue is the reference.
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(64, 6, generator=g, dtype=torch.float64) * torch.tensor([3.0, 1, 1, 0.5, 0.5, 0.2], dtype=torch.float64)
+    y = torch.randn(64, generator=g, dtype=torch.float64)
+    net = nn.Linear(6, 1, bias=False).double()
+    model = SimpleNamespace(net=net, hparams={"l2": 0.0})
+    obj = TrainingObjective(model, X, y, batch_size=24,  # batches of 24, 24, 16: the weighting is tested too
+                            criterion=lambda out, t: (out.squeeze(-1) - t).pow(2).mean())
+    top = obj.top_eigenvalue(seed=0, tol=1e-10, max_iter=500)
+    expected = np.linalg.eigvalsh(2 * X.numpy().T @ X.numpy() / 64).max()
+    assert top["converged"]
+    assert top["lambda_max"] == pytest.approx(expected, rel=1e-3)
+
+
+@pytest.mark.parametrize("l2", [0.05])  # the penalty on: the cross-entropy part alone is checked by the trace test
+def test_power_iteration_matches_eigvalsh_of_the_exact_hessian(l2):
+    model, x, y = _tiny_softmax(l2)
+    H = _exact_hessian(model, x, y, l2)
+    obj = TrainingObjective(model, x, y, batch_size=40)
+    # Hessian-vector products equal H v for a random v.
+    v = {n: torch.randn(p.shape, dtype=p.dtype, generator=torch.Generator().manual_seed(3))
+         for n, p in obj.params.items()}
+    hv = obj.hvp(v)
+    flat_v = torch.cat([v[n].reshape(-1) for n in obj.params]).numpy()
+    flat_hv = torch.cat([hv[n].reshape(-1) for n in obj.params]).numpy()
+    np.testing.assert_allclose(flat_hv, H @ flat_v, rtol=1e-8, atol=1e-10)
+    top = obj.top_eigenvalue(seed=0, tol=1e-8, max_iter=2000)
+    assert top["lambda_max"] == pytest.approx(np.linalg.eigvalsh(H).max(), rel=1e-3)
+
+
+def test_hutchinson_trace_is_within_five_percent_with_1000_probes():
+    model, x, y = _tiny_softmax()
+    exact = np.trace(_exact_hessian(model, x, y))
+    got = TrainingObjective(model, x, y).trace(probes=1000, seed=0, chunk=250)
+    assert got["trace"] == pytest.approx(exact, rel=0.05)
+    assert got["stderr"] > 0 and got["probes"] == 1000
+
+
+def test_the_objective_uses_eval_mode_and_leaves_the_module_as_it_was():
+    model, x, y = _tiny_softmax(l2=0.01)
+    model.train()
+    before = [p.detach().clone() for p in model.parameters()]
+    obj = TrainingObjective(model, x, y)
+    obj.top_eigenvalue(max_iter=5)
+    assert model.training and all(m.training for m in model.net.modules())
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    logits = model.net(x)
+    expected = F.cross_entropy(logits, y) + 0.01 * model.net[-1].weight.pow(2).sum() \
+        if isinstance(model.net, nn.Sequential) else None
+    if expected is not None:
+        assert obj.loss() == pytest.approx(float(expected), rel=1e-10)
+
+
+@pytest.mark.parametrize("name, lr, momentum, nesterov, expected", [
+    ("gd", 0.1, 0.0, False, 20.0),
+    ("sgd", 0.05, 0.0, False, 40.0),
+    ("momentum", 0.01, 0.9, False, 380.0),
+    ("nesterov", 0.01, 0.9, True, 3.8 / (0.01 * 2.8)),
+    ("gd", 0.1, 0.5, False, 30.0),  # gd with momentum is heavy ball
+])
+def test_stability_thresholds(name, lr, momentum, nesterov, expected):
+    value, formula = stability_threshold(name, lr, momentum, nesterov)
+    assert value == pytest.approx(expected)
+    assert "lr" in formula
+
+
+def test_the_threshold_formulas_hold_on_a_quadratic():
+    # The threshold is where the update on f = a w^2 / 2 stops contracting: just below it the
+    # iterate shrinks, just above it grows (an independent check of the three formulas).
+    def grows(name, lr, beta, a):
+        w = torch.tensor([1.0], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.SGD([w], lr=lr, momentum=beta, nesterov=name == "nesterov")
+        for _ in range(400):
+            opt.zero_grad()
+            (0.5 * a * w.pow(2)).sum().backward()
+            opt.step()
+        return abs(float(w)) > 1.0
+
+    for name, beta in (("sgd", 0.0), ("momentum", 0.9), ("nesterov", 0.9)):
+        lr = 0.01
+        threshold, _ = stability_threshold(name, lr, beta, name == "nesterov")
+        assert not grows(name, lr, beta, 0.9 * threshold)
+        assert grows(name, lr, beta, 1.1 * threshold)
+
+
+def test_adaptive_methods_have_no_plain_threshold_and_bad_input_is_named():
+    value, text = stability_threshold("adam", 1e-3)
+    assert value is None and "does not apply" in text
+    with pytest.raises(ConfigError, match="unknown optimizer 'nope'.*choose one of"):
+        stability_threshold("nope", 0.1)
+    with pytest.raises(ConfigError, match="lr must be a positive number"):
+        stability_threshold("sgd", 0.0)
+    with pytest.raises(ConfigError, match=r"momentum must be in \[0, 1\)"):
+        stability_threshold("momentum", 0.1, 1.5)
