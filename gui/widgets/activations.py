@@ -57,7 +57,8 @@ NAMES_HEIGHT = 15  # px under the logits strip for the class names
 
 def _lut() -> np.ndarray:
     cmap = pg.ColorMap(np.linspace(0.0, 1.0, len(COLOUR_STOPS)), list(COLOUR_STOPS))
-    return cmap.getLookupTable(nPts=256, alpha=False).astype(np.uint8)
+    # 257 entries: entry 128 is the map's exact middle, so 0 is drawn exactly white.
+    return cmap.getLookupTable(nPts=257, alpha=False).astype(np.uint8)
 
 
 @dataclass
@@ -103,7 +104,8 @@ def layout_for(shape: Sequence[int], width: int) -> Layout:
         for scale in range(max(1, TILE_MAX // max(h, w)), 0, -1):
             cols = max(1, min(c, (width + GAP) // (w * scale + GAP)))
             rows = math.ceil(c / cols)
-            if rows * (h * scale + GAP) - GAP <= LAYER_MAX_HEIGHT or scale == 1:
+            fits = w * scale <= width and rows * (h * scale + GAP) - GAP <= LAYER_MAX_HEIGHT
+            if fits or scale == 1:
                 cols = math.ceil(c / rows)  # balanced rows: no lonely last row
                 return Layout(c, (h, w), scale, scale, cols, rows, GAP)
     if len(shape) == 1:
@@ -111,10 +113,12 @@ def layout_for(shape: Sequence[int], width: int) -> Layout:
         cell = max(2, min(CELL_MAX, width // n))
         gap = 1 if cell >= 8 else 0  # separate cells only when they are wide enough to spare it
         per_row = max(1, min(n, (width + gap) // (cell + gap)))
+        if per_row < n:  # wrapped: a 1 px gap keeps the rows apart
+            gap = 1
+            per_row = max(1, (width + gap) // (cell + gap))
         rows = math.ceil(n / per_row)
-        per_row = math.ceil(n / rows)
-        return Layout(n, (1, 1), cell, STRIP_HEIGHT if rows == 1 else STRIP_HEIGHT // 2, per_row, rows,
-                      gap if rows == 1 else 1)
+        per_row = math.ceil(n / rows)  # balanced rows
+        return Layout(n, (1, 1), cell, STRIP_HEIGHT if rows == 1 else STRIP_HEIGHT // 2, per_row, rows, gap)
     raise ValueError(f"activations must be (C, H, W) or (units,), got shape {tuple(shape)}")
 
 
@@ -144,8 +148,9 @@ def read_back(canvas: np.ndarray, layout: Layout) -> np.ndarray:
 def colour(canvas: np.ndarray, limit: float, lut: np.ndarray) -> np.ndarray:
     """(h, w, 3) uint8: the diverging map over [-limit, limit], gray in the gaps."""
     gaps = np.isnan(canvas)
-    index = np.rint((np.nan_to_num(canvas) / limit + 1.0) * 127.5)
-    rgb = lut[np.clip(index, 0, 255).astype(np.intp)]
+    half = (len(lut) - 1) / 2
+    index = np.rint((np.nan_to_num(canvas) / limit + 1.0) * half)
+    rgb = lut[np.clip(index, 0, len(lut) - 1).astype(np.intp)]
     rgb[gaps] = GAP_RGB
     return np.ascontiguousarray(rgb)
 
