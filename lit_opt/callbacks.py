@@ -310,6 +310,11 @@ class EpochSummary(Callback):
         self._epoch_open = False
         seconds = self._train_seconds if self._train_seconds is not None else time.perf_counter() - self._t0
         lr = _current_lr(trainer.optimizers[0]) if trainer.optimizers else None
+        if lr is not None:  # as the next step will use it: with steering's factor
+            from lit_opt.steering import steering_callback
+
+            steering = steering_callback(trainer)
+            lr *= steering.lr_factor_at(trainer.global_step) if steering is not None else 1.0
         speed = self._samples / max(seconds, 1e-9)
         pl_module.log("train/epoch_time", seconds, on_step=False, on_epoch=True)
         pl_module.log("train/samples_per_sec", speed, on_step=False, on_epoch=True)

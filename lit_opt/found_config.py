@@ -74,6 +74,10 @@ def check_found_config(config: Any, path: str | os.PathLike) -> None:
             if not isinstance((config.get(section) or {}).get(field) or {}, dict):
                 raise _refused(path, f"{section}.{field} is not a mapping (a string there is read as "
                                      f"YAML text or as another file)")
+    steering = (config.get("run") or {}).get("steering")
+    if steering is not None and not isinstance(steering, list):  # a string is read as a file or YAML
+        raise _refused(path, "run.steering is not a list of changes (a string there is read as YAML "
+                             "text or as another file)")
     problem = plain_data_problem(config)
     if problem:
         raise _refused(path, problem)

@@ -4,7 +4,8 @@
     job = prepare_fit(["--model.optimizer", "adam", "--trainer.max_epochs", "3"])  # CLI-style options
     job = prepare_fit(config, listeners=[app])   # lit_opt.stream.Listener: every step and epoch
     summary = job.run()               # fit, then test best.ckpt; job.request_stop() from any thread
-                                      # (and job.pause(), job.step_once(), job.resume())
+                                      # (and job.pause(), job.step_once(), job.resume(),
+                                      # job.steer(lr_factor=0.5): lit_opt/steering.py)
 
 A job is built by the same LitOptCLI as `python -m lit_opt fit` (the same parser, defaults,
 checks and run folders), so a run from a program and one from the command line are the
@@ -53,6 +54,19 @@ class FitJob:
         from lit_opt.runs import stop_callback
 
         stop_callback(self.trainer).step_once()
+
+    def steer(self, **values) -> None:
+        """Thread-safe: change lr_factor, momentum and/or weight_decay from the step the next
+        training batch starts at (lit_opt/steering.py); recorded in config.yaml and checkpoints."""
+        from lit_opt.steering import steering_callback
+
+        steering_callback(self.trainer).request(**values)
+
+    def steerable(self) -> dict[str, bool]:
+        """Which of lr_factor, momentum, weight_decay this run's optimizer has (once it trains)."""
+        from lit_opt.steering import steerable
+
+        return steerable(self.trainer.optimizers[0]) if self.trainer.optimizers else {}
 
     def run(self) -> dict:
         try:

@@ -81,6 +81,9 @@ class LitOptCLI(LightningCLI):
                             help="folder that holds the run folders")
         parser.add_argument("--run.test", type=bool, default=True,
                             help="after fit, evaluate best.ckpt on the test set")
+        parser.add_argument("--run.steering", type=Optional[list[dict]], default=None,
+                            help="changes while training: [{step: S, lr_factor: F, momentum: M, weight_decay: W}, "
+                                 "...], each from optimizer step S on (the app records its changes here)")
         parser.link_arguments("data.info", "model.data_info", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:
@@ -116,7 +119,8 @@ class LitOptCLI(LightningCLI):
         if self.subcommand == "fit" or self._prepare_fit:
             self.run_dir = self._fit_run_dir(cfg)
             lock_run_dir(self.run_dir)  # released by the caller: run_trainer_command, FitJob.run
-            kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []), *run_callbacks(self.run_dir, self._listeners)]
+            kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []),
+                                   *run_callbacks(self.run_dir, self._listeners, cfg.run.get("steering"))]
             if trainer_cfg.get("logger") in (None, True):
                 kwargs["logger"] = run_logger(self.run_dir)
             kwargs["default_root_dir"] = str(self.run_dir)

@@ -1,7 +1,7 @@
 """Run folders: one per training run, never overwriting another.
 
     checkpoints/<run name>/
-        config.yaml          the resolved config (`fit --config` repeats the run)
+        config.yaml          the resolved config (`fit --config` repeats the run, steering included)
         metrics.csv          every logged value (lit_opt/metrics_logger.py)
         steps.csv            one row per training batch: the live stream's step series
         epochs.csv           one row per epoch: losses, accuracies, epoch time, lr
@@ -230,20 +230,25 @@ def release_run_locks(run_dir: Optional[Path] = None, new_since: Optional[set[Pa
             f.close()  # closing the file releases the flock
 
 
-def run_callbacks(run_dir: Path, listeners: tuple = ()) -> list[Callback]:
-    """Checkpointing, divergence guard, stop-on-request, epoch summary, run files, and the live
-    stream (lit_opt/stream.py) to the run folder's own files and to `listeners`."""
+def run_callbacks(run_dir: Path, listeners: tuple = (), steering: Optional[list] = None) -> list[Callback]:
+    """Checkpointing, divergence guard, stop-on-request, epoch summary, run files, steering
+    (`steering`: the config's `run.steering` changes, lit_opt/steering.py), and the live stream
+    (lit_opt/stream.py) to the run folder's own files and to `listeners`."""
     from lit_opt.diagnostics import default_sources
+    from lit_opt.steering import Steering
     from lit_opt.stream import LiveStream
     from lit_opt.stream_files import RunFolderWriter
 
     summary = EpochSummary()
+    listeners = (RunFolderWriter(run_dir), *listeners)
     return [
         summary,
+        # Before the stream: a change pinned as a batch starts is in that batch's learning rate.
+        Steering(steering, listeners=listeners),
         # A program watching live (the app) gets rows 20 times a second; the files alone, once
         # a second: each flush costs a fixed half millisecond or so (docs/performance.md).
-        LiveStream(default_sources(), [RunFolderWriter(run_dir), *listeners], summary=summary, run_dir=run_dir,
-                   flush_seconds=0.05 if listeners else 1.0),
+        LiveStream(default_sources(), list(listeners), summary=summary, run_dir=run_dir,
+                   flush_seconds=0.05 if len(listeners) > 1 else 1.0),
         RunFiles(run_dir),
         DivergenceGuard(),
         StopOnRequest(),

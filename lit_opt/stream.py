@@ -18,6 +18,8 @@ is how the desktop app gets its data without lit_opt knowing about Qt:
                        "epoch", "batch", "time" (seconds since training began, validation
                        included, continued across resumes), <series>: value}, ...]
     on_epoch(row)    epochs.csv's keys, "val/confusion" and "weights" (numpy arrays)
+    on_steer(changes) every steering change so far ([{"step", "lr_factor", ...}]), when the app
+                     changes the learning rate, momentum or weight decay (lit_opt/steering.py)
 
 Listeners run in the training thread. Scalar series that declare `logged_as` also go to the
 Trainer's loggers (metrics.csv, TensorBoard) every `log_every_n_steps` batches, through the
@@ -78,6 +80,10 @@ class Listener:
 
     def on_epoch(self, row: dict) -> None:
         pass
+
+    def on_steer(self, changes: list[dict]) -> None:
+        """The run's steering changes (lit_opt/steering.py), all of them, each time one is
+        pinned to its step while training."""
 
 
 class LiveStream(Callback):

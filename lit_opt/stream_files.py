@@ -6,7 +6,8 @@ reopened run with the same code as a live one. steps.csv: one row per training b
 columns batches, step, epoch, batch, time, then one per scalar series and one per element of a
 vector series, named `series[element]` (`train/grad_norm[dense 784->100]`); values with 9
 significant digits, which is every digit a float32 has. A resumed run first drops the rows
-written after its checkpoint, so no batch is ever listed twice.
+written after its checkpoint, so no batch is ever listed twice. Steering changes made while
+training go into config.yaml's `run.steering` (lit_opt/steering.py).
 """
 
 from __future__ import annotations
@@ -72,6 +73,22 @@ class RunFolderWriter(Listener):
             if new:
                 writer.writeheader()
             writer.writerows({k: _cell(v) for k, v in row.items()} for row in flat)
+
+    def on_steer(self, changes: list[dict]) -> None:
+        """Record the run's steering in its config.yaml (`run.steering`), so `fit --config` of
+        this run applies the same changes at the same steps. Rewritten whole and atomically."""
+        import os
+
+        import yaml
+
+        path = self.run_dir / "config.yaml"
+        if not path.is_file():
+            return
+        config = yaml.safe_load(path.read_text()) or {}
+        config.setdefault("run", {})["steering"] = [dict(c) for c in changes]
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+        os.replace(tmp, path)
 
     def on_epoch(self, row: dict) -> None:
         scalars = {k: v for k, v in row.items() if k not in ("val/confusion", "weights")}

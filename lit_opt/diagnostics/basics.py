@@ -19,15 +19,28 @@ class StepLoss(Source):
 
 class LearningRate(Source):
     """The learning rate of the first parameter group that this batch's step used (read as
-    the batch starts: schedulers have already moved it on by the batch's end)."""
+    the batch starts: schedulers have already moved it on by the batch's end), steering's
+    factor included (lit_opt/steering.py applies it only around the step itself)."""
 
     series = (Series("train/lr", label="learning rate"),)
+
+    def __init__(self) -> None:
+        self._steering = None
+
+    def start(self, trainer, pl_module) -> dict:
+        from lit_opt.steering import steering_callback
+
+        self._steering = steering_callback(trainer)
+        return {}
 
     def batch_start(self, trainer, pl_module) -> dict:
         if not trainer.optimizers:
             return {}
         lr = trainer.optimizers[0].param_groups[0]["lr"]
-        return {"train/lr": lr if not hasattr(lr, "item") else lr.detach()}
+        lr = lr if not hasattr(lr, "item") else lr.detach()
+        if self._steering is not None and self._steering.changes:
+            lr = lr * self._steering.lr_factor_at(trainer.global_step)
+        return {"train/lr": lr}
 
 
 class EstimatedStepSize(Source):
