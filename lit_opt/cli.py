@@ -36,6 +36,8 @@ OTHER_COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("lit_opt.studies.runner:sweep_main", "one or two config keys over their values x seeds; a report"),
     "report": ("lit_opt.studies.report:main", "one Markdown/CSV/PNG report for any finished run folders"),
     "lr-find": ("lit_opt.lr_find:main", "Lightning's learning-rate range test for any fit options; a plot"),
+    "sharpness": ("lit_opt.sharpness_cli:main", "top Hessian eigenvalue and trace of a checkpoint's training objective"),
+    "landscape": ("lit_opt.landscape:main", "loss and accuracy along a line or over a plane in weight space; CSV and PNG"),
 }
 
 USAGE = """usage: python -m lit_opt SUBCOMMAND [options]

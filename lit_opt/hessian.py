@@ -92,7 +92,8 @@ class TrainingObjective:
         self.l2 = float(hp.get("l2", 0.0) or 0.0)
         self.label_smoothing = float(hp.get("label_smoothing", 0.0) or 0.0)
         penalised = {id(p) for p in getattr(model, "decay_params", [])} if self.l2 else set()
-        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad]
+        # Every parameter, requires_grad or not: a checkpoint loaded for inference has it off.
+        named = list(self.net.named_parameters())
         self.params = {n: p.detach().clone() for n, p in named}
         self.penalised = [n for n, p in named if id(p) in penalised]
         self.buffers = {n: b.detach() for n, b in self.net.named_buffers()}
@@ -166,8 +167,9 @@ class TrainingObjective:
             out[k] = r.to(t.device)
         return out
 
-    def _power(self, v: dict, shift: float, tol: float, max_iter: int) -> tuple[float, int, bool]:
-        """Power iteration on H + shift I from v; (Rayleigh quotient of H, iterations, converged)."""
+    def _power(self, v: dict, shift: float, tol: float, max_iter: int) -> tuple[float, int, bool, dict]:
+        """Power iteration on H + shift I from v; (Rayleigh quotient of H, iterations,
+        converged, the last unit vector)."""
         scale = _norm(v)
         v = {k: t / scale for k, t in v.items()}
         previous = None
@@ -178,32 +180,35 @@ class TrainingObjective:
             value = float(_dot(v, hv))  # v has norm 1: the Rayleigh quotient of H + shift I
             size = float(_norm(hv))
             if not math.isfinite(value) or size == 0.0:
-                return value - shift, it, size == 0.0
+                return value - shift, it, size == 0.0, v
             v = {k: t / size for k, t in hv.items()}
             if previous is not None and abs(value - previous) <= tol * max(abs(value), 1e-12):
-                return value - shift, it, True
+                return value - shift, it, True, v
             previous = value
-        return value - shift, max_iter, False
+        return value - shift, max_iter, False, v
 
-    def top_eigenvalue(self, seed: int = 0, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER) -> dict:
-        """The largest eigenvalue of H by power iteration from a seeded Gaussian start.
+    def top_eigenvalue(self, seed: int = 0, tol: float = DEFAULT_TOL, max_iter: int = DEFAULT_MAX_ITER,
+                       start: Optional[dict] = None) -> dict:
+        """The largest eigenvalue of H by power iteration from a seeded Gaussian start (or
+        from `start`, e.g. the previous measurement's vector: a warm start converges in a
+        few iterations when the weights moved little).
 
         Power iteration finds the eigenvalue of largest magnitude; when that one is negative
         (a saddle's curvature dominating), it runs again on H + |that| I, whose largest
         eigenvalue is the top one of H shifted. Returns {"lambda_max", "iterations",
-        "converged", "tol", "max_iter", "seed"}."""
+        "converged", "tol", "max_iter", "seed", "vector" (the last iterate, unit norm)}."""
         if not (tol > 0 and math.isfinite(tol)):
             raise ConfigError(f"tol must be a positive number; got {tol}")
         if max_iter < 1:
             raise ConfigError(f"max_iter must be at least 1; got {max_iter}")
-        generator = torch.Generator().manual_seed(seed)
-        start = self._random(generator, rademacher=False)
-        value, iterations, converged = self._power(start, 0.0, tol, max_iter)
+        if start is None or float(_norm(start)) == 0.0:
+            start = self._random(torch.Generator().manual_seed(seed), rademacher=False)
+        value, iterations, converged, vector = self._power(start, 0.0, tol, max_iter)
         if math.isfinite(value) and value < 0:
-            value, more, converged = self._power(start, -value, tol, max_iter)
+            value, more, converged, vector = self._power(start, -value, tol, max_iter)
             iterations += more
         return {"lambda_max": value, "iterations": iterations, "converged": converged, "tol": tol,
-                "max_iter": max_iter, "seed": seed}
+                "max_iter": max_iter, "seed": seed, "vector": vector}
 
     def trace(self, probes: int = 100, seed: int = 0, chunk: int = 10) -> dict:
         """Hutchinson's estimate tr H ~ mean of z^T H z over Rademacher probes z (seeded),

@@ -147,3 +147,118 @@ def test_adaptive_methods_have_no_plain_threshold_and_bad_input_is_named():
         stability_threshold("sgd", 0.0)
     with pytest.raises(ConfigError, match=r"momentum must be in \[0, 1\)"):
         stability_threshold("momentum", 0.1, 1.5)
+
+
+# --- the live source and the command ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    """A small MNIST in torchvision's layout (random digits and labels): 600 training, 200 test."""
+    from tests.test_catalogue import write_mnist
+
+    return write_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+class _Rows:
+    def __init__(self):
+        self.rows, self.info = [], None
+
+    def on_start(self, info):
+        self.info = info
+
+    def on_steps(self, rows):
+        self.rows += rows
+
+    def on_epoch(self, row):
+        pass
+
+
+def _tiny_fit(data_dir, sources):
+    """8 steps of a dropout MLP (dropout draws from the global RNG) on 200 images: its final
+    weights, the batches' losses, and what the listener got."""
+    import lightning as L
+
+    from lit_opt.data import ClassificationDataModule
+    from lit_opt.diagnostics.basics import StepLoss
+    from lit_opt.module import ClassifierModule
+    from lit_opt.stream import LiveStream
+    from tests.conftest import quiet_trainer
+
+    L.seed_everything(0, verbose=False)
+    dm = ClassificationDataModule("mnist", data_dir=str(data_dir), download=False, val_size=100, train_size=200,
+                                  batch_size=25)
+    model = ClassifierModule(net="mlp", net_args={"hidden": [16]}, dropout=0.25, l2=1e-3, optimizer="momentum",
+                             lr=0.05, data_info=dm.info)
+    rows = _Rows()
+    trainer = quiet_trainer(max_steps=8, limit_val_batches=0,
+                            callbacks=[LiveStream([StepLoss(), *sources], [rows], flush_seconds=1e9)])
+    trainer.fit(model, datamodule=dm)
+    return [p.detach().clone() for p in model.parameters()], rows
+
+
+def test_the_sharpness_source_gives_its_series_and_leaves_the_run_unchanged(mnist_dir):
+    from lit_opt.diagnostics.sharpness import Sharpness
+
+    plain_weights, plain = _tiny_fit(mnist_dir, [])
+    weights, measured = _tiny_fit(mnist_dir, [Sharpness(every=3, samples=100, max_iter=10)])
+    # Same weights, same batch losses (same batches, same dropout masks) with it on and off.
+    assert all(torch.equal(a, b) for a, b in zip(plain_weights, weights))
+    assert [r["train/loss"] for r in plain.rows] == [r["train/loss"] for r in measured.rows]
+    assert {"train/sharpness", "train/stability_threshold"} <= set(measured.info["series"])
+    got = [r for r in measured.rows if "train/sharpness" in r]
+    assert [r["step"] for r in got] == [3, 6]
+    assert all(r["train/sharpness"] > 0 for r in got)
+    assert all(r["train/stability_threshold"] == pytest.approx((2 + 2 * 0.9) / 0.05) for r in got)
+    assert not any("train/sharpness" in r for r in plain.rows)
+
+
+def test_the_sharpness_source_is_off_by_default_and_checks_its_cadence():
+    from lit_opt.diagnostics.sharpness import Sharpness
+
+    assert Sharpness().start(None, None) is None and Sharpness(every=0).start(None, None) is None
+    with pytest.raises(ConfigError, match="whole number of steps >= 0"):
+        Sharpness(every=-1)
+
+
+def run_checkpoint(path, net: str = "linear", seed: int = 0):
+    """A real checkpoint (one step on random data) that records, as a fit run's does, the data
+    module's split of the small MNIST: 100 validation images, so 500 for training."""
+    from tests.test_inference import make_checkpoint
+
+    make_checkpoint(path, net=net, seed=seed)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["datamodule_hyper_parameters"] = {"name": "mnist", "val_size": 100, "split_seed": 0}
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def linear_ckpt(tmp_path_factory):
+    return run_checkpoint(tmp_path_factory.mktemp("sharp") / "linear.ckpt")
+
+
+def test_the_sharpness_command_prints_json_with_its_keys(linear_ckpt, mnist_dir, capsys):
+    from lit_opt.cli import main
+
+    code = main(["sharpness", "--ckpt_path", str(linear_ckpt), "--samples", "200", "--probes", "20",
+                 "--data_dir", str(mnist_dir), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {"lambda_max", "trace", "samples", "trace_stderr", "threshold", "threshold_formula", "subset"} <= set(out)
+    assert out["samples"] == 200 and out["lambda_max"] > 0 and out["trace"] > out["lambda_max"]
+    assert out["threshold"] is None and "does not apply" in out["threshold_formula"]  # trained with adam
+    assert "eval mode" in out["objective"] and "200 of the 500 training images" in out["subset"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ckpt_path", "{missing}"], "no such file"),
+    (["--ckpt_path", "{ckpt}", "--samples", "-5"], "--samples must be a whole number of images, at least 1; got -5"),
+    (["--ckpt_path", "{ckpt}", "--samples", "100000"], "larger than the 500 images of the run's training split"),
+])
+def test_the_sharpness_command_refuses_bad_input_clearly(linear_ckpt, mnist_dir, tmp_path, capsys, args, message):
+    from lit_opt.sharpness_cli import main
+
+    argv = [a.format(missing=tmp_path / "nope.ckpt", ckpt=linear_ckpt) for a in args]
+    assert main([*argv, "--data_dir", str(mnist_dir)]) == 2
+    assert message in capsys.readouterr().err
