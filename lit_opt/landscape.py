@@ -19,7 +19,9 @@ At each point: cross-entropy (without the L2 penalty) and accuracy on fixed, see
 (default 5,000 training images of the run's training split and 5,000 test images, named in
 every output), with the net in eval mode (dropout off, BatchNorm on running statistics).
 The net is evaluated by torch.func.functional_call under inference mode, a whole subset per
-pass (`--batch_size`). Writes CSV and PNG (a line plot; for the plane a contour plot and a
+pass (`--batch_size`); a net that begins with a dense layer has that layer's outputs along
+the directions computed once (it is linear in its weight), so each point costs the rest of
+the net only (`Evaluator`). Writes CSV and PNG (a line plot; for the plane a contour plot and a
 heat map) and a JSON description into `--out`, under a new name (nothing is replaced).
 Checkpoints and init.pt are read weights-only and checked (lit_opt.inference.load).
 """
@@ -71,54 +73,113 @@ def filter_normalized_direction(params: dict, generator: torch.Generator) -> dic
 
 
 class Evaluator:
-    """Loss and accuracy of `net` at given weights on fixed subsets {split: (x, y)}."""
+    """Loss and accuracy of `net` at the weights base + sum_i c_i directions[i], on fixed
+    subsets {split: (x, y)}, for any coefficients c.
 
-    def __init__(self, net: torch.nn.Module, subsets: dict, batch_size: int = 5000):
+    base: the net's full state (parameters and buffers); each direction: {name: tensor} for
+    the tensors that move. When the net begins with a dense layer (after layers that are the
+    identity in eval mode: Flatten, Dropout), that layer is linear in its weight on fixed
+    inputs, so its outputs x W^T at the base and x D_i^T along each direction are computed
+    once, and every point combines them: the 784-wide first layer of an MNIST MLP, most of
+    its work, is done three times for a whole plane instead of once per point.
+    """
+
+    def __init__(self, net: torch.nn.Module, subsets: dict, base: dict, directions: list[dict],
+                 batch_size: int = 5000, fast: bool = True):
         if batch_size < 1:
             raise ConfigError(f"--batch_size must be at least 1; got {batch_size}")
-        self.net, self.subsets, self.batch_size = net, subsets, batch_size
+        self.net, self.base, self.directions, self.batch_size = net, base, directions, batch_size
+        self.batches = {split: [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+                        for split, (x, y) in subsets.items()}
+        self.first = _first_dense(net) if fast else None
+        if self.first is not None:
+            self._prepare_first_layer()
+
+    def _prepare_first_layer(self) -> None:
+        index, name = self.first
+        self.rest = self.net[index + 1:]  # a slice keeps the original names ("3.weight")
+        rest_names = {f"{k}." for k in self.rest._modules}
+        self.rest_keys = [k for k in self.base if any(k.startswith(p) for p in rest_names)]
+        w, b = f"{name}.weight", f"{name}.bias"
+        self.bias_key = b if b in self.base else None
+        head = self.net[:index]
+        with torch.inference_mode(), _eval(self.net):
+            self.precomputed = {}
+            for split, batches in self.batches.items():
+                parts = []
+                for x, y in batches:
+                    flat = head(x)
+                    zs = [flat @ self.base[w].T] + [flat @ d[w].T if w in d else None for d in self.directions]
+                    parts.append((zs, y))
+                self.precomputed[split] = parts
+
+    def state(self, coefficients) -> dict:
+        state = dict(self.base)
+        for c, d in zip(coefficients, self.directions):
+            for k, v in d.items():
+                state[k] = state[k] + c * v
+        return state
 
     @torch.inference_mode()
-    def __call__(self, state: dict) -> dict:
-        """state: the net's full state (parameters and buffers) -> {"train_loss", "train_acc", ...}."""
-        flags = [(m, m.training) for m in self.net.modules()]
-        self.net.eval()
-        try:
+    def __call__(self, coefficients) -> dict:
+        """coefficients (one per direction) -> {"train_loss", "train_acc", "test_loss", ...}."""
+        state = self.state(coefficients)
+        with _eval(self.net):
             out = {}
-            for split, (x, y) in self.subsets.items():
-                loss_sum, correct = 0.0, 0
-                for i in range(0, len(y), self.batch_size):
-                    xb, yb = x[i:i + self.batch_size], y[i:i + self.batch_size]
-                    logits = functional_call(self.net, state, (xb,))
-                    loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
-                    correct += int((logits.argmax(1) == yb).sum())
-                out[f"{split}_loss"] = loss_sum / len(y)
-                out[f"{split}_acc"] = correct / len(y)
+            for split, batches in self.batches.items():
+                loss_sum, correct, n = 0.0, 0, 0
+                if self.first is None:
+                    outputs = ((functional_call(self.net, state, (x,)), y) for x, y in batches)
+                else:
+                    outputs = ((self._rest(zs, coefficients, state), y) for zs, y in self.precomputed[split])
+                for logits, y in outputs:
+                    loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+                    correct += int((logits.argmax(1) == y).sum())
+                    n += len(y)
+                out[f"{split}_loss"] = loss_sum / n
+                out[f"{split}_acc"] = correct / n
             return out
-        finally:
-            for m, flag in flags:
-                m.training = flag
+
+    def _rest(self, zs: list, coefficients, state: dict) -> torch.Tensor:
+        h = zs[0].clone()
+        for c, z in zip(coefficients, zs[1:]):
+            if z is not None and c:
+                h.add_(z, alpha=float(c))
+        if self.bias_key is not None:
+            h.add_(state[self.bias_key])
+        return functional_call(self.rest, {k: state[k] for k in self.rest_keys}, (h,))
+
+
+def _first_dense(net: torch.nn.Module):
+    """(index, name) of a Sequential's first layer when it is dense and everything before it
+    is the identity in eval mode (Flatten, Dropout, Identity); else None."""
+    if not isinstance(net, torch.nn.Sequential):
+        return None
+    for index, (name, module) in enumerate(net._modules.items()):
+        if isinstance(module, torch.nn.Linear):
+            return index, name
+        if not isinstance(module, (torch.nn.Flatten, torch.nn.Dropout, torch.nn.Identity)):
+            return None
+    return None
+
+
+class _eval:
+    """Every module in eval mode inside; each module's own flag restored after."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def __enter__(self):
+        self.flags = [(m, m.training) for m in self.net.modules()]
+        self.net.eval()
+
+    def __exit__(self, *exc):
+        for m, flag in self.flags:
+            m.training = flag
 
 
 def _float_state(model) -> dict:
     return {k: v.detach() for k, v in model.net.state_dict().items()}
-
-
-def line_states(start: dict, end: dict, alphas: list[float]):
-    """(alpha, start + alpha (end - start)) for every float tensor; others (counters) from end."""
-    for a in alphas:
-        yield a, {k: (start[k] + a * (end[k] - start[k])) if end[k].is_floating_point() else end[k]
-                  for k in end}
-
-
-def plane_states(center: dict, param_names: list[str], d1: dict, d2: dict, coords: list[float]):
-    """((a, b), center + a d1 + b d2) over the grid; buffers stay the center's."""
-    for b in coords:
-        for a in coords:
-            state = dict(center)
-            for k in param_names:
-                state[k] = center[k] + a * d1[k] + b * d2[k]
-            yield (a, b), state
 
 
 def _linspace(lo: float, hi: float, steps: int) -> list[float]:
@@ -153,19 +214,38 @@ def landscape(ckpt_path: str, to: Optional[str] = None, plane: bool = False, ste
     steps = steps if steps is not None else (25 if plane else 31)
     if steps < 2:
         raise ConfigError(f"--steps must be at least 2 (points along each axis); got {steps}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch_size must be at least 1; got {batch_size}")
     if plane and to is not None:
         raise ConfigError("--plane draws directions around --ckpt_path; give --to (a line) or --plane, not both")
     subsets.check_samples(train_samples, "--train_samples")
     subsets.check_samples(test_samples, "--test_samples")
     model = inference.load(ckpt_path)
+    center = _float_state(model)
+    about = {"ckpt_path": str(ckpt_path), "net": model.hparams.net, "seed": seed, "steps": steps, "note": NOTE}
+    # The line's other end is read and checked before any data loads.
+    if plane:
+        start = None
+    elif to is not None:
+        other = inference.load(to)
+        check_same_net(model, other, ckpt_path, to)
+        start, end, about["from"], about["to"] = center, _float_state(other), str(ckpt_path), str(to)
+    else:
+        init = initial_weights_path(Path(ckpt_path).parent)
+        if not init.exists():
+            raise CheckpointError(
+                f"{init}: no initial weights beside {ckpt_path} (runs keep them as init.pt from now "
+                f"on; this run is older). Draw the line from this checkpoint to another with --to B, "
+                f"or the plane around it with --plane")
+        first = inference.load(init)
+        check_same_net(model, first, ckpt_path, init)
+        start, end, about["from"], about["to"] = _float_state(first), center, f"initial weights ({init})", str(ckpt_path)
     ckpt = inference.read_checkpoint(ckpt_path)
     x_tr, y_tr, about_tr = subsets.training_subset(ckpt, train_samples, seed, data_dir, "--train_samples")
     x_te, y_te, about_te = subsets.test_subset(ckpt, test_samples, seed, data_dir, "--test_samples")
-    evaluate = Evaluator(model.net, {"train": (x_tr, y_tr), "test": (x_te, y_te)}, batch_size)
-    center = _float_state(model)
-    about = {"ckpt_path": str(ckpt_path), "net": model.hparams.net, "dataset": about_tr["dataset"],
-             "train_subset": subsets.describe(about_tr), "test_subset": subsets.describe(about_te),
-             "seed": seed, "steps": steps, "note": NOTE}
+    data = {"train": (x_tr, y_tr), "test": (x_te, y_te)}
+    about.update(dataset=about_tr["dataset"], train_subset=subsets.describe(about_tr),
+                 test_subset=subsets.describe(about_te))
     t0 = time.perf_counter()
     rows = []
     if plane:
@@ -175,28 +255,19 @@ def landscape(ckpt_path: str, to: Optional[str] = None, plane: bool = False, ste
         d1 = filter_normalized_direction(weights, generator)
         d2 = filter_normalized_direction(weights, generator)
         coords = _linspace(*PLANE_RANGE, steps)
-        for (a, b), state in plane_states(center, params, d1, d2, coords):
-            rows.append({"alpha": a, "beta": b, **evaluate(state)})
+        evaluate = Evaluator(model.net, data, center, [d1, d2], batch_size)
+        for b in coords:
+            for a in coords:
+                rows.append({"alpha": a, "beta": b, **evaluate((a, b))})
         about.update(mode="plane", range=list(PLANE_RANGE), center=str(ckpt_path),
                      directions=f"two filter-normalized Gaussian directions (Li et al. 2018), seed {seed}; "
                                 f"biases and BatchNorm parameters not moved")
     else:
-        if to is not None:
-            other = inference.load(to)
-            check_same_net(model, other, ckpt_path, to)
-            start, end, about["from"], about["to"] = center, _float_state(other), str(ckpt_path), str(to)
-        else:
-            init = initial_weights_path(Path(ckpt_path).parent)
-            if not init.exists():
-                raise CheckpointError(
-                    f"{init}: no initial weights beside {ckpt_path} (runs keep them as init.pt from now "
-                    f"on; this run is older). Draw the line from this checkpoint to another with --to B, "
-                    f"or the plane around it with --plane")
-            first = inference.load(init)
-            check_same_net(model, first, ckpt_path, init)
-            start, end, about["from"], about["to"] = _float_state(first), center, f"initial weights ({init})", str(ckpt_path)
-        for a, state in line_states(start, end, _linspace(*LINE_RANGE, steps)):
-            rows.append({"alpha": a, **evaluate(state)})
+        # Every float tensor moves along the line (BatchNorm's running statistics too).
+        direction = {k: end[k] - start[k] for k in start if start[k].is_floating_point()}
+        evaluate = Evaluator(model.net, data, start, [direction], batch_size)
+        for a in _linspace(*LINE_RANGE, steps):
+            rows.append({"alpha": a, **evaluate((a,))})
         about.update(mode="line", range=list(LINE_RANGE))
     about["seconds"] = round(time.perf_counter() - t0, 3)
     about["points"] = len(rows)
