@@ -16,14 +16,19 @@
   (`lit_opt.activations.classify_with_activations`), so they update as the chart does.
 
 Loading a checkpoint imports torch and reads the file in a background thread, so the
-window never freezes; classifying runs in the GUI thread: one forward pass with the
-activations recorded and drawn, measured at ~3-4 ms for LeNet-5 and ~2-3 ms for the deep
-MLP on a laptop-class CPU, well inside THROTTLE_MS.
+window never freezes. Each update is one forward pass that gives the probabilities and
+the activations together. While a stroke goes on, that pass (with the preprocessing) runs
+in a worker thread, one at a time, and only drawing its result takes the GUI thread:
+a pass is ~1 ms on an idle CPU, but a conv net's can take 50-100 ms when the CPU is busy
+(a run training in the app, torch's threads waiting on each other), and the pen must not
+stall. When a stroke ends (and on Clear, a dropped file, a new model) the pass runs in
+the GUI thread instead, so the result is there when the event returns.
 A checkpoint chosen while the tab is hidden loads when the tab is first shown.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 from typing import Optional, Sequence
@@ -169,6 +174,38 @@ class _LoadSignals(QObject):
     finished = Signal(int, object, str)  # generation, model or None, error message
 
 
+class _PassSignals(QObject):
+    """Carries a worker pass's result to the GUI thread. One object for the whole app, made
+    in the GUI thread and never deleted: a worker finishing after its tab was closed emits
+    on a live object (Qt dropped the closed tab's connection), and the object is never
+    freed from a worker thread, as the worker's last reference to a per-tab one would be."""
+
+    # the tab's token, the pass number, and (probs, pre, layers) or the exception
+    passed = Signal(int, int, object)
+
+
+_pass_signals: Optional[_PassSignals] = None
+_tokens = itertools.count(1)
+
+
+def _shared_pass_signals() -> _PassSignals:
+    global _pass_signals
+    if _pass_signals is None:
+        _pass_signals = _PassSignals()
+    return _pass_signals
+
+
+def _forward(model, image):
+    """One pass: (probabilities, preprocessed picture, layers), or the ImageError raised."""
+    from lit_opt.activations import classify_with_activations
+    from lit_opt.inference import ImageError
+
+    try:
+        return classify_with_activations(model, image)
+    except ImageError as exc:  # EmptyImageError too: shown as a message, not raised
+        return exc
+
+
 class DrawTab(QWidget):
     """Draw or drop a picture; a loaded checkpoint classifies it (see the module doc)."""
 
@@ -190,10 +227,20 @@ class DrawTab(QWidget):
         self._loading_path: Optional[Path] = None
         self._signals = _LoadSignals()
         self._signals.finished.connect(self._on_loaded)
+        self._pass_signals = _shared_pass_signals()
+        self._pass_signals.passed.connect(self._on_passed)
+        self._token = next(_tokens)  # which tab a pass belongs to (every tab hears every pass)
+        # Passes while drawing run in a worker thread; `_pass` numbers every pass asked for,
+        # so a worker's result that a later pass (a stroke's end, a new model) made stale is
+        # dropped. One pass at a time: the lock also keeps two passes' hooks off the model.
+        self._pass = 0
+        self._busy = False  # a worker pass is in flight
+        self._again = False  # the canvas changed while it was: one more pass when it ends
+        self._model_lock = threading.Lock()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(THROTTLE_MS)
-        self._timer.timeout.connect(self.classify_now)
+        self._timer.timeout.connect(self.classify_in_background)
         self._build()
 
     # --- layout ------------------------------------------------------------------------------
@@ -428,24 +475,68 @@ class DrawTab(QWidget):
 
     @Slot()
     def classify_now(self) -> None:
-        """Classify the dropped file, or the canvas, with the loaded model (if any)."""
+        """Classify the dropped file, or the canvas, with the loaded model (if any), now: the
+        result is shown when this returns (a stroke's end, Clear, a dropped file, a new model)."""
         self._timer.stop()
+        self._pass += 1  # a worker pass still in flight is stale from now on
         if self.model is None:
             return
-        from lit_opt.activations import classify_with_activations
+        image = self._source if self._source is not None else self.canvas_image()
+        with self._model_lock:  # waits for a worker pass in flight, if any (one pass: milliseconds)
+            result = _forward(self.model, image)
+        self._show_result(result)
+
+    @Slot()
+    def classify_in_background(self) -> None:
+        """While drawing: the same pass in a worker thread, so the strokes never wait for the
+        net; the result is drawn when it arrives, unless a later pass superseded it."""
+        if self.model is None:
+            return
+        if self._busy:
+            self._again = True
+            return
+        self._pass += 1
+        self._busy = True
+        token, number, model, lock = self._token, self._pass, self.model, self._model_lock
+        signals = self._pass_signals
+        image = self._source if self._source is not None else self.canvas_image()  # a copy
+
+        def work():
+            try:
+                with lock:
+                    result = _forward(model, image)
+            except Exception as exc:  # anything unexpected: reported in the tab, never lost in a thread
+                result = exc
+            signals.passed.emit(token, number, result)
+
+        threading.Thread(target=work, name="lit_opt-draw-pass", daemon=True).start()
+
+    @Slot(int, int, object)
+    def _on_passed(self, token: int, number: int, result) -> None:
+        if token != self._token:
+            return  # another tab's pass
+        self._busy = False
+        if number == self._pass:
+            self._show_result(result)
+        if self._again:
+            self._again = False
+            if not self._timer.isActive():
+                self._timer.start()
+
+    def _show_result(self, result) -> None:
         from lit_opt.inference import EmptyImageError, ImageError
 
-        image = self._source if self._source is not None else self.canvas_image()
-        try:
-            # One forward pass gives the probabilities and every layer's activations.
-            probs, pre, layers = classify_with_activations(self.model, image)
-        except EmptyImageError:
+        if isinstance(result, EmptyImageError):
             self._show_empty("Draw a digit." if self.model.hparams.data_info.get("dataset") == "mnist"
                              else "Draw something.")
             return
-        except ImageError as exc:
-            self._show_empty(str(exc))
+        if isinstance(result, ImageError):
+            self._show_empty(str(result))
             return
+        if isinstance(result, Exception):
+            self._show_empty(f"Could not classify the picture: {type(result).__name__}: {result}")
+            return
+        probs, pre, layers = result
         self.probabilities, self.picture = probs, pre.picture
         self._show_bars(probs)
         self._show_picture(pre.picture)
