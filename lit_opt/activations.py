@@ -54,13 +54,6 @@ class Layer(NamedTuple):
     def is_conv(self) -> bool:
         return self.values.ndim == 3
 
-    @property
-    def shape_text(self) -> str:
-        """"6x28x28" or "120 units"."""
-        if self.values.ndim == 1:
-            return f"{self.values.shape[0]} units"
-        return "x".join(str(s) for s in self.values.shape)
-
 
 def _net(model) -> nn.Module:
     """The plain net of a ClassifierModule (or the module itself)."""
@@ -118,7 +111,7 @@ def recording(model) -> Iterator[list[Layer]]:
     net = _net(model)
     calls: list[tuple[str, nn.Module, torch.Tensor]] = []
     layers: list[Layer] = []
-    handles = []
+    handles = [net.register_forward_pre_hook(lambda module, inputs: calls.clear())]  # a new pass
 
     def hook_for(name: str):
         def hook(module, inputs, output):
@@ -132,17 +125,10 @@ def recording(model) -> Iterator[list[Layer]]:
         for name, module in _leaves(net):
             handles.append(module.register_forward_hook(hook_for(name)))
         yield layers
-        # Only the last forward pass (a caller may have run more than one in the block).
-        starts = [i for i, (name, module, _) in enumerate(calls) if module is _first_leaf(net)]
-        layers.extend(group(calls[starts[-1]:] if starts else calls))
+        layers.extend(group(calls))
     finally:
         for handle in handles:
             handle.remove()
-
-
-def _first_leaf(net: nn.Module) -> nn.Module | None:
-    leaves = _leaves(net)
-    return leaves[0][1] if leaves else None
 
 
 @contextlib.contextmanager

@@ -79,7 +79,6 @@ def test_conv_layers_are_channels_by_height_by_width_and_dense_layers_are_units(
     layers = activations(module("lenet5"), seven())
     assert [layer.values.shape for layer in layers] == [(6, 28, 28), (16, 10, 10), (120,), (84,), (10,)]
     assert [layer.is_conv for layer in layers] == [True, True, False, False, False]
-    assert [layer.shape_text for layer in layers] == ["6x28x28", "16x10x10", "120 units", "84 units", "10 units"]
     assert [layer.module for layer in layers] == ["features.0", "features.3", "classifier.0", "classifier.2",
                                                   "classifier.4"]
     assert all(layer.values.dtype == np.float32 for layer in layers)
@@ -113,9 +112,20 @@ def test_hooks_are_removed_even_when_the_pass_fails():
     with pytest.raises(RuntimeError):
         with recording(model):
             model(torch.zeros(1, 3))  # wrong input size
-    assert all(not m._forward_hooks for m in leaves)
+    assert all(not m._forward_hooks for m in leaves) and not model.net._forward_pre_hooks
     activations(model, inference.preprocess(seven(), model))
-    assert all(not m._forward_hooks for m in leaves)
+    assert all(not m._forward_hooks for m in leaves) and not model.net._forward_pre_hooks
+
+
+def test_recording_keeps_the_last_of_several_passes():
+    model = module("mlp", hidden=[8]).eval()
+    a, b = torch.zeros(1, 1, 28, 28), torch.ones(1, 1, 28, 28)
+    with recording(model) as layers:
+        model(a)
+        model(b)
+    assert len(layers) == 2
+    with torch.no_grad():
+        np.testing.assert_allclose(layers[-1].values, model(b)[0].numpy(), rtol=1e-6)
 
 
 def test_a_blank_picture_raises_empty_image_error():

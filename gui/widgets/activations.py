@@ -328,7 +328,3 @@ class ActivationsView(QWidget):
         super().resizeEvent(event)
         if self.layers and self.image_width() != self._width:
             self._draw()
-
-    def showing(self) -> list[tuple[str, np.ndarray]]:
-        """(label, values) of every layer shown now, top to bottom."""
-        return [(row.label, row.values) for row in self.rows[:len(self.layers)]]
