@@ -253,3 +253,33 @@ def mean_band(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarr
     ys = np.vstack([np.interp(x0, x, y) for x, y in curves])
     std = ys.std(axis=0, ddof=1) if len(ys) > 1 else np.zeros(len(x0))
     return x0, ys.mean(axis=0), std
+
+
+def steering_text(change: dict) -> str:
+    """A steering change as the marker on the curves says it: "lr x0.5, momentum 0.8"."""
+    parts = []
+    if change.get("lr_factor") is not None:
+        parts.append(f"lr x{change['lr_factor']:.3g}")
+    if change.get("momentum") is not None:
+        parts.append(f"momentum {change['momentum']:.3g}")
+    if change.get("weight_decay") is not None:
+        parts.append(f"wd {change['weight_decay']:.3g}")
+    return ", ".join(parts)
+
+
+def steering_marks(rec, axis: str) -> list[tuple[float, str]]:
+    """(x, text) of each steering change on `axis`: at the first recorded batch that stepped
+    with it (the change at optimizer step s is first used by batch s + 1; exact for one step
+    per batch, which is every strategy but gd's one step per epoch); changes past the
+    recorded batches are not drawn yet."""
+    changes = rec.steering
+    if not changes or not len(rec.step_x):
+        return []
+    xs = step_axis(rec, axis)
+    batches = np.fromiter(rec.step_x, float, len(rec.step_x))
+    marks = []
+    for change in changes:
+        i = int(np.searchsorted(batches, change["step"] + 1, side="left"))
+        if i < len(xs):
+            marks.append((float(xs[i]), steering_text(change)))
+    return marks

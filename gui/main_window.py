@@ -25,6 +25,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QFileDialog, QHBoxLayout, QLabel, QMainWindow, QProgressBar, QPushButton,
                                QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
+from gui.comparison import steering_text
 from gui.records import RunRecord
 from lit_opt.run_files import find_run_folders
 from gui.views import RunView, views
@@ -33,6 +34,7 @@ from gui.views.curves import CurvesView
 from gui.widgets.playground import Playground
 from gui.widgets.run_form import FormError, RunForm
 from gui.widgets.run_list import RunList
+from gui.widgets.steer_box import SteerBox
 from gui.views.weights import WeightsView
 from gui.worker import Importer, LrFindWorker, TrainWorker
 
@@ -131,6 +133,9 @@ class MainWindow(QMainWindow):
         row.addWidget(self.step_button)
         row.addWidget(self.stop_button)
         row.addWidget(self.lr_find_button)
+        self.steer_box = SteerBox()
+        self.steer_box.apply_requested.connect(self.steer)
+        self.steer_box.invalid.connect(self.show_error)
         self.run_list = RunList()
         self.run_list.selected.connect(self._on_selected)
         self.run_list.ticked_changed.connect(self._on_ticked)
@@ -143,6 +148,7 @@ class MainWindow(QMainWindow):
         runs_layout = QVBoxLayout(runs_box)
         runs_layout.setContentsMargins(0, 0, 0, 0)
         runs_layout.addWidget(controls)
+        runs_layout.addWidget(self.steer_box)
         runs_layout.addWidget(QLabel("Runs (select to show, tick to compare):"))
         runs_layout.addWidget(self.run_list, 1)
         left.addWidget(runs_box)
@@ -260,7 +266,7 @@ class MainWindow(QMainWindow):
         self._import_thread.started.connect(self._importer.run)
         self._importer.ready.connect(self._on_ready)
         self._importer.failed.connect(self._on_import_failed)
-        self._importer.done.connect(self._import_thread.quit)
+        self._importer.done.connect(self._import_thread.quit, Qt.ConnectionType.DirectConnection)
         self._import_thread.finished.connect(self._on_import_thread_finished)
         self._import_thread.start()
 
@@ -408,7 +414,10 @@ class MainWindow(QMainWindow):
         self._worker.finished.connect(self._on_finished)
         self._worker.stopped.connect(self._on_stopped)
         self._worker.failed.connect(self._on_failed)
-        self._worker.done.connect(self._thread.quit)
+        self._worker.steered.connect(self._on_steered)
+        # Direct: QThread.quit is thread-safe, and queued it would wait for the GUI thread's event
+        # loop, which shutdown() blocks (the thread then outlived every wait by its timeout).
+        self._worker.done.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
         self._thread.finished.connect(self._on_thread_finished)
         self._thread.start()
         self.set_status("Preparing the run: loading data…", busy=True)
@@ -436,7 +445,7 @@ class MainWindow(QMainWindow):
         self._lr_thread.started.connect(self._lr_worker.run)
         self._lr_worker.found.connect(self._on_lr_found)
         self._lr_worker.failed.connect(self.show_error)
-        self._lr_worker.done.connect(self._lr_thread.quit)
+        self._lr_worker.done.connect(self._lr_thread.quit, Qt.ConnectionType.DirectConnection)
         self._lr_thread.finished.connect(self._on_lr_thread_finished)
         self._lr_thread.start()
         self.set_status(f"Finding a learning rate: {num_training} batches, the rate rising…", busy=True)
@@ -484,6 +493,31 @@ class MainWindow(QMainWindow):
                         busy=not paused)
 
     @Slot()
+    @Slot(object)
+    def steer(self, change: dict) -> None:
+        """Change the running run's lr factor, momentum or weight decay from the next batch on."""
+        from lit_opt.errors import LitOptError
+
+        if self._worker is None:
+            return
+        try:
+            self._worker.steer(change)
+        except LitOptError as exc:
+            self.show_error(f"Not applied: {exc}.", about=self.running)
+            return
+        self.set_status("Applying " + steering_text(change) + " from the next batch…", busy=not self.is_paused)
+
+    @Slot(object)
+    def _on_steered(self, changes: list) -> None:
+        rec = self.running
+        if rec is None or not changes:
+            return
+        rec.config.setdefault("run", {})["steering"] = [dict(c) for c in changes]
+        last = changes[-1]
+        self.show_info(f"Changed from step {last['step']}: {steering_text(last)} (recorded in config.yaml; "
+                       f"a resume or fit --config repeats it).", about=rec)
+        self._dirty = True
+
     def step_once(self) -> None:
         """While paused: train exactly one more batch."""
         if self._worker is not None and self.is_paused:
@@ -509,6 +543,7 @@ class MainWindow(QMainWindow):
             rec.config = {**config, "model": {**(rec.config.get("model") or {}), **config.get("model", {})}}
         rec.status = "running"
         self.running = rec
+        self.steer_box.set_run(rec.config)
         self.run_list.update_row(rec)
         self.run_list.select(rec)
         self._show(rec)
@@ -601,6 +636,7 @@ class MainWindow(QMainWindow):
         self.lr_find_button.setEnabled(self.is_ready and not self.is_running and self._lr_thread is None)
         self.stop_button.setEnabled(self.is_running)
         self.pause_button.setEnabled(self.is_running)
+        self.steer_box.setEnabled(self.is_running)
         self.step_button.setEnabled(self.is_running and self.is_paused)
         self.run_list.resume_button.setEnabled(self.is_ready and not self.is_running)
         self.run_list.copy_button.setEnabled(not self.is_running)

@@ -105,6 +105,11 @@ class RunRecord:
         return str(self._model().get("net", "mlp"))
 
     @property
+    def steering(self) -> list[dict]:
+        """The changes made while it trained ([{"step", "lr_factor", ...}], lit_opt/steering.py)."""
+        return list((self.config.get("run") or {}).get("steering") or [])
+
+    @property
     def l2(self) -> float:
         return float(self._model().get("l2") or 0.0)
 

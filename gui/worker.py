@@ -77,6 +77,7 @@ class TrainWorker(QObject):
     finished = Signal(object)
     stopped = Signal(str)
     failed = Signal(str)
+    steered = Signal(object)  # every steering change so far (lit_opt/steering.py), when one lands
     done = Signal()
 
     def __init__(self, config: dict, ckpt_path: Optional[str] = None):
@@ -109,6 +110,16 @@ class TrainWorker(QObject):
         with self._lock:
             if self.job is not None:
                 self.job.step_once()
+
+    def steer(self, change: dict) -> None:
+        """Thread-safe: the change applies from the step the next batch starts at; ConfigError
+        (LitOptError) when this optimizer lacks a value or the run has not started training."""
+        from lit_opt.errors import ConfigError
+
+        with self._lock:
+            if self.job is None:
+                raise ConfigError("the run is still loading its data: apply the change once it trains")
+            self.job.steer(**change)
 
     # --- worker thread -------------------------------------------------------------------
 
@@ -172,6 +183,7 @@ class _Forward:
 
     def __init__(self, worker: TrainWorker):
         self.on_start, self.on_steps, self.on_epoch = worker._on_start, worker._on_steps, worker._on_epoch
+        self.on_steer = worker.steered.emit
 
 
 class LrFindWorker(QObject):

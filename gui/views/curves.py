@@ -174,6 +174,8 @@ class CurvesView(RunView):
 
         self.entries: list[_Entry] = []
         self._shown: list[RunRecord] = []
+        self._marks: list = []  # steering markers: vertical lines on the loss plot
+        self._marks_key: tuple = ()
         self._set_axis_label()
 
     # --- which runs -------------------------------------------------------------------------
@@ -303,6 +305,33 @@ class CurvesView(RunView):
                 self._draw_run(entry, rec, curves, axis)
             else:
                 self._draw_group(entry, curves, axis)
+        self._draw_marks(axis)
+
+    def _draw_marks(self, axis: str) -> None:
+        """A dashed line where a run's learning rate, momentum or weight decay was changed while it
+        trained (lit_opt/steering.py), labelled with the change; redrawn only when they move."""
+        runs = {id(e.runs[0]): (e.runs[0], e.colour) for e in self.entries if len(e.runs) == 1}
+        if len(self._shown) == 1:  # one run's several curves: one set of markers, in grey
+            runs = {k: (rec, "#555555") for k, (rec, _) in runs.items()}
+        wanted = [(x, text, colour) for rec, colour in runs.values()
+                  for x, text in comparison.steering_marks(rec, axis)]
+        key = tuple(wanted)
+        if key == self._marks_key:
+            return
+        for line in self._marks:
+            self.loss_plot.removeItem(line)
+        self._marks, self._marks_key = [], key
+        for x, text, colour in wanted:
+            line = pg.InfiniteLine(pos=x, angle=90, movable=False, label=text,
+                                   pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
+                                   labelOpts={"position": 0.92, "color": "#333333", "rotateAxis": (1, 0),
+                                              "anchors": [(0, 0), (0, 0)]})
+            self.loss_plot.addItem(line, ignoreBounds=True)
+            self._marks.append(line)
+
+    def marks(self) -> list[tuple[float, str]]:
+        """The steering markers drawn now: (x, label)."""
+        return [(float(line.value()), line.label.format) for line in self._marks]
 
     def _smoothed(self, entry: _Entry, rec: RunRecord) -> np.ndarray:
         weight = self.smoothing.value()

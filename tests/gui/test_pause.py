@@ -21,9 +21,9 @@ def _global_step(window) -> int:
     return window._worker.job.trainer.global_step
 
 
-def _start_then_pause(real_data, root, make_window, qtbot, after: int):
+def _start_then_pause(real_data, root, make_window, qtbot, after: int, **model):
     """A 2-epoch run (30 batches an epoch) paused after at least `after` batches; (window, step held)."""
-    window = make_window(root, small_config(real_data, root, epochs=2, train_size=1500, batch_size=50))
+    window = make_window(root, small_config(real_data, root, epochs=2, train_size=1500, batch_size=50, **model))
     window.start()
     qtbot.waitUntil(lambda: window.running is not None and len(window.running.step_x) >= after, timeout=60_000)
     window.pause_button.click()
@@ -82,3 +82,29 @@ def test_more_epochs_continue_a_finished_run_and_its_curves(real_data, tmp_path,
     assert list(rec.step_x) == [float(i) for i in range(1, 41)]  # the same curve, continued
     assert [e["epoch"] for e in rec.epochs] == [0, 1]
     assert torch.load(rec.run_dir / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 40
+
+
+def test_a_learning_rate_typed_while_paused_applies_from_the_next_step_and_is_marked(
+        real_data, tmp_path, make_window, qtbot, pace):
+    import yaml
+
+    base = 0.002
+    window, held = _start_then_pause(real_data, tmp_path / "runs", make_window, qtbot, after=3, lr=base)
+    rec = window.running
+    assert window.steer_box.isEnabled() and window.steer_box.lr_label.text() == "lr"  # no schedule: a rate
+    window.steer_box.lr.setText(f"{base / 4:g}")
+    window.steer_box.apply_button.click()
+    window.step_button.click()  # the next batch takes the changed rate
+    qtbot.waitUntil(lambda: _paused_at(window) == held + 1, timeout=10_000)
+    qtbot.waitUntil(lambda: len(rec.step_x) == held + 1, timeout=5_000)
+    assert yaml.safe_load((rec.run_dir / "config.yaml").read_text())["run"]["steering"] == [
+        {"step": held, "lr_factor": 0.25}]
+    assert f"Changed from step {held}: lr x0.25" in window.message.text()
+    window.curves.refresh()
+    assert window.curves.marks() == [(float(held + 1), "lr x0.25")]  # at the first batch that used it
+    window.steer_box.momentum.setText("1.5")  # refused in the box, naming what is allowed
+    window.steer_box.apply_button.click()
+    assert "momentum must be in [0, 1)" in window.message.text()
+    window.stop()
+    with qtbot.waitSignal(window.run_finished, timeout=30_000):
+        pass
