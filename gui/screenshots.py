@@ -1,5 +1,9 @@
 """`python -m gui --screenshot DIR`: train a short MNIST run in the real window and save
-each view mid-run as a PNG (the README's pictures), then stop the run and exit.
+each view mid-run as a PNG (the README's pictures), then stop the run, draw a "7" in the
+Draw tab with the run's checkpoint (app-draw.png), and exit.
+
+    python -m gui.screenshots --draw RUNS DIR   # the Draw tab with RUNS' first run (a LeNet-5
+                                                # run shows its feature maps): DIR/app-activations.png
 
 Works offscreen (QT_QPA_PLATFORM=offscreen) as well as on a desktop. The run goes to a
 temporary folder unless --runs is given.
@@ -70,6 +74,10 @@ def take_screenshots(out_dir: Path, data_dir: Optional[str] = None, runs_root: O
         written.append(path)
     window.stop()
     wait_until(lambda: not window.is_running, 60)
+    window.rescan()  # the run's checkpoint reaches the Draw tab
+    drawn = _draw_shot(window, out_dir / "app-draw.png")
+    if drawn is not None:
+        written.append(drawn)
     window.playground.function.setCurrentText("rosenbrock")
     window.tabs.setCurrentWidget(window.playground)
     wait_until(lambda: not window.playground.is_animating(), 30)
@@ -98,3 +106,73 @@ def _compare_shot(window, runs: Path, out_dir: Path) -> Path:
     path = out_dir / "app-compare.png"
     window.grab().save(str(path))
     return path
+
+
+# A "7" as a person draws it on the 280x280 canvas: the top bar, then the diagonal.
+SEVEN = [[(70, 62), (140, 58), (208, 60)], [(208, 60), (170, 140), (128, 232)]]
+
+
+def draw_strokes(tab, strokes=SEVEN, steps: int = 12) -> None:
+    """Draw polylines on the Draw tab's canvas as the mouse would, ending each stroke."""
+    from PySide6.QtCore import QPointF
+
+    for points in strokes:
+        last = QPointF(*points[0])
+        tab.canvas.draw_line(last, last)
+        for a, b in zip(points[:-1], points[1:]):
+            for t in range(1, steps + 1):
+                p = QPointF(a[0] + (b[0] - a[0]) * t / steps, a[1] + (b[1] - a[1]) * t / steps)
+                tab.canvas.draw_line(last, p)
+                last = p
+        tab.canvas.stroke_finished.emit()
+
+
+def _draw_shot(window, path: Path) -> Optional[Path]:
+    """The Draw tab with a "7" drawn, classified by the tab's first checkpoint."""
+    tab = window.draw_tab
+    if tab is None or tab.chooser.count() == 0:
+        print("note: no Draw tab or no checkpoint for it: no Draw screenshot")
+        return None
+    window.tabs.setCurrentWidget(tab)  # a checkpoint chosen while hidden loads when shown
+    if not wait_until(lambda: tab.model is not None, 120):
+        print(f"error: the Draw tab loaded no checkpoint: {tab.status.text()}")
+        return None
+    tab.clear()
+    draw_strokes(tab)
+    wait_until(lambda: False, 0.4)
+    window.grab().save(str(path))
+    return path
+
+
+def draw_screenshot(runs_root: Path, out_dir: Path) -> int:
+    """The window over `runs_root`, its Draw tab with a "7": out_dir/app-activations.png."""
+    from gui.main_window import MainWindow
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    window = MainWindow(runs_root=str(runs_root))
+    window.show()
+    if not wait_until(lambda: window.is_ready, 120):
+        print("error: PyTorch did not load within 2 minutes")
+        return 1
+    path = _draw_shot(window, out_dir / "app-activations.png")
+    window.dispose()
+    if path is None:
+        return 1
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    import argparse
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    import gui  # noqa: F401  (the PySide6 6.12.0 guard, before any signal)
+
+    parser = argparse.ArgumentParser(prog="python -m gui.screenshots", description=__doc__.splitlines()[0])
+    parser.add_argument("--draw", nargs=2, metavar=("RUNS", "DIR"), required=True,
+                        help="runs folder whose first run's checkpoint the Draw tab uses; folder for the PNG")
+    args = parser.parse_args()
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    sys.exit(draw_screenshot(Path(args.draw[0]), Path(args.draw[1])))

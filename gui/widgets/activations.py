@@ -110,8 +110,9 @@ def layout_for(shape: Sequence[int], width: int) -> Layout:
                 return Layout(c, (h, w), scale, scale, cols, rows, GAP)
     if len(shape) == 1:
         n = int(shape[0])
-        cell = max(2, min(CELL_MAX, width // n))
-        gap = 1 if cell >= 8 else 0  # separate cells only when they are wide enough to spare it
+        cell, gap = min(CELL_MAX, (width + 1) // n - 1), 1  # cells 1 px apart when they can spare it
+        if cell < 7:
+            cell, gap = max(2, width // n), 0
         per_row = max(1, min(n, (width + gap) // (cell + gap)))
         if per_row < n:  # wrapped: a 1 px gap keeps the rows apart
             gap = 1

@@ -174,3 +174,10 @@ def test_layouts_fit_the_width_and_keep_every_value(shape, width):
     row = view.rows[0]
     row.show("layer", values, width, view._lut)
     np.testing.assert_array_equal(row.shown_values(), values)
+
+
+@pytest.mark.parametrize("units, width, rows", [(100, 850, 1), (100, 800, 1), (120, 600, 1), (10, 600, 1),
+                                                (784, 600, 4)])
+def test_a_dense_layer_is_one_strip_when_the_width_allows(units, width, rows):
+    layout = layout_for((units,), width)
+    assert layout.rows == rows and layout.size()[1] <= width
