@@ -66,7 +66,9 @@ def _leaves(net: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _suffix(module: nn.Module) -> str:
     """"relu", "tanh", "batchnorm" (its 1d/2d is the shape's business, shown beside)."""
-    return "batchnorm" if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) else type(module).__name__.lower()
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return "batchnorm"
+    return type(module).__name__.lower()
 
 
 def group(calls: list[tuple[str, nn.Module, torch.Tensor]]) -> list[Layer]:
@@ -83,7 +85,8 @@ def group(calls: list[tuple[str, nn.Module, torch.Tensor]]) -> list[Layer]:
             seen[base] = seen.get(base, 0) + 1
             label = base if seen[base] == 1 else f"{base} #{seen[base]}"
             current = [name, label, [], out]
-        elif current is not None and isinstance(module, NORMS + NONLINEARITIES) and out.shape == current[3].shape:
+        elif (current is not None and isinstance(module, NORMS + NONLINEARITIES)
+              and out.shape == current[3].shape):
             current[2].append(_suffix(module))
             current[3] = out
         elif current is not None:

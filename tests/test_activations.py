@@ -21,7 +21,8 @@ def seven() -> Image.Image:
 
 def module(net: str, dataset: str = "mnist", **net_args) -> ClassifierModule:
     torch.manual_seed(0)
-    return ClassifierModule(net=net, optimizer="adam", data_info=default_data_info(dataset), net_args=net_args)
+    return ClassifierModule(net=net, optimizer="adam", data_info=default_data_info(dataset),
+                            net_args=net_args)
 
 
 def by_hand_lenet5(net, x: torch.Tensor) -> list[torch.Tensor]:
@@ -72,7 +73,8 @@ def test_activations_equal_the_nets_forward_pass_step_by_step(net, net_args, by_
     # The probabilities come from the same pass: softmax of the last layer, as `probabilities` gives.
     assert probs == pytest.approx(inference.classify(model, pre), abs=1e-7)
     logits = torch.from_numpy(layers[-1].values)
-    assert list(probs.values()) == pytest.approx(sorted(torch.softmax(logits, 0).tolist(), reverse=True), abs=1e-6)
+    softmax = sorted(torch.softmax(logits, 0).tolist(), reverse=True)
+    assert list(probs.values()) == pytest.approx(softmax, abs=1e-6)
 
 
 def test_conv_layers_are_channels_by_height_by_width_and_dense_layers_are_units():

@@ -78,7 +78,8 @@ class Layout:
     def size(self) -> tuple[int, int]:
         """(height, width) in px."""
         th, tw = self.tile
-        return self.rows * (th * self.sy + self.gap) - self.gap, self.cols * (tw * self.sx + self.gap) - self.gap
+        return (self.rows * (th * self.sy + self.gap) - self.gap,
+                self.cols * (tw * self.sx + self.gap) - self.gap)
 
     def origin(self, k: int) -> tuple[int, int]:
         """(y, x) px of tile k's top left corner."""
@@ -208,7 +209,10 @@ class LayerRow:
             pixmap = self._with_names(pixmap)
         self.image.setPixmap(pixmap)
         self.image.setFixedSize(pixmap.width(), pixmap.height())
-        shape = "x".join(str(s) for s in self.values.shape) if self.values.ndim == 3 else f"{self.values.size} units"
+        if self.values.ndim == 3:
+            shape = "x".join(str(s) for s in self.values.shape)
+        else:
+            shape = f"{self.values.size} units"
         scale = f"&plusmn;{self.limit:.3g}" if peak > 0 else "all 0"
         self.title.setText(f"<b>{_escape(label)}</b><br><span style='color:#555'>{shape} &middot; "
                            f"colours {scale}</span>")
@@ -252,7 +256,8 @@ class LayerRow:
         k, py, px = where
         if self.values.ndim == 1:
             value, names = self.values[k], self.class_names
-            what = f"class {names[k]}" if names is not None and len(names) == self.values.size else f"unit {k}"
+            named = names is not None and len(names) == self.values.size
+            what = f"class {names[k]}" if named else f"unit {k}"
             return f"{self.label}\n{what}: {value:.4g}"
         return f"{self.label}\nchannel {k}, row {py}, column {px}: {self.values[k, py, px]:.4g}"
 

@@ -79,7 +79,8 @@ def test_lenet5_activations_shown_equal_its_forward_pass_with_a_tile_per_channel
     assert_shows(tab, expected(tab, tab.canvas_image(), by_hand_lenet5))
     rows = tab.activations.rows
     conv = tab.model.net.features
-    assert [rows[0].tile_count(), rows[1].tile_count()] == [conv[0].out_channels, conv[3].out_channels] == [6, 16]
+    channels = [conv[0].out_channels, conv[3].out_channels]
+    assert [rows[0].tile_count(), rows[1].tile_count()] == channels == [6, 16]
     assert rows[0].layout.count == 6 and rows[0].layout.tile == (28, 28)
     assert "conv 6@5x5 (after relu)" in rows[0].title.text() and "6x28x28" in rows[0].title.text()
     assert rows[4].label == "dense 84->10 (logits)"
@@ -127,7 +128,8 @@ def test_deep_mlp_updates_while_drawing_and_clear_empties_the_view(qtbot, tab, c
     picture, shown = seen[0]
     for got, want in zip(shown, expected_from_picture(tab, picture, by_hand_mlp)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    QTest.mouseRelease(tab.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, QPoint(140, 240))
+    QTest.mouseRelease(tab.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                       QPoint(140, 240))
     stroke(tab.canvas, line((60, 140), (220, 140)))
     assert_shows(tab, expected(tab, tab.canvas_image(), by_hand_mlp))
     assert not np.array_equal(shown[0], tab.activations.layers[0].values)  # more strokes changed them
@@ -136,7 +138,8 @@ def test_deep_mlp_updates_while_drawing_and_clear_empties_the_view(qtbot, tab, c
     assert not any(row.image.isVisible() for row in tab.activations.rows)
 
 
-def test_a_dropped_file_shows_the_files_activations_and_a_new_model_its_own_layers(qtbot, tab, ckpts, tmp_path):
+def test_a_dropped_file_shows_its_activations_and_a_new_model_its_own_layers(qtbot, tab, ckpts,
+                                                                             tmp_path):
     load(qtbot, tab, ckpts["mlp"])
     path = tmp_path / "two.png"
     im = Image.new("L", (200, 200), 255)
