@@ -479,6 +479,7 @@ class DrawTab(QWidget):
         result is shown when this returns (a stroke's end, Clear, a dropped file, a new model)."""
         self._timer.stop()
         self._pass += 1  # a worker pass still in flight is stale from now on
+        self._again = False  # and this pass sees the latest canvas
         if self.model is None:
             return
         image = self._source if self._source is not None else self.canvas_image()

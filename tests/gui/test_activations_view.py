@@ -138,6 +138,33 @@ def test_deep_mlp_updates_while_drawing_and_clear_empties_the_view(qtbot, tab, c
     assert not any(row.image.isVisible() for row in tab.activations.rows)
 
 
+def test_a_worker_pass_overtaken_by_a_strokes_end_is_dropped(qtbot, tab, ckpts):
+    from PySide6.QtCore import QPointF
+
+    from lit_opt.inference import preprocess
+
+    load(qtbot, tab, ckpts["mlp"])
+    arrived = []
+    tab._pass_signals.passed.connect(lambda token, number, result: arrived.append(result))
+
+    def draw(a, b):
+        tab.canvas.draw_line(QPointF(*a), QPointF(*b))
+        tab._timer.stop()  # the passes below are started by hand
+
+    tab._model_lock.acquire()  # hold the worker's pass until the stroke's end has been asked for
+    draw((140, 40), (140, 240))
+    with qtbot.waitSignal(tab._pass_signals.passed, timeout=10_000):
+        tab.classify_in_background()  # sees the first line only
+        draw((60, 140), (220, 140))
+        tab._model_lock.release()
+        tab.classify_now()  # the stroke's end: both lines, at once
+    final = preprocess(tab.canvas_image(), tab.model).picture
+    assert len(arrived) == 1 and not np.array_equal(arrived[0][1].picture, final)  # the stale pass
+    np.testing.assert_array_equal(tab.picture, final)  # ... was not shown
+    assert_shows(tab, expected(tab, tab.canvas_image(), by_hand_mlp))
+    assert not tab._busy
+
+
 def test_a_dropped_file_shows_its_activations_and_a_new_model_its_own_layers(qtbot, tab, ckpts,
                                                                              tmp_path):
     load(qtbot, tab, ckpts["mlp"])
