@@ -43,39 +43,58 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"power iteration stops when lambda changes by less than this, relatively (default {DEFAULT_TOL:g})")
     p.add_argument("--max_iter", type=int, default=DEFAULT_MAX_ITER,
                    help=f"power iteration's most iterations (default {DEFAULT_MAX_ITER})")
-    p.add_argument("--batch_size", type=int, default=DEFAULT_BATCH,
-                   help=f"images per pass; bounds the memory (default {DEFAULT_BATCH})")
+    p.add_argument("--batch_size", type=int, default=None,
+                   help=f"images per pass; bounds the memory (default {DEFAULT_BATCH}, {CONV_BATCH} for a net "
+                        f"with convolutions: docs/performance.md has the memory per image)")
+    p.add_argument("--probe_chunk", type=int, default=None,
+                   help=f"probes per pass for the trace, vmapped: faster, chunk times the memory (default "
+                        f"{DEFAULT_CHUNK}, 1 for a net with convolutions)")
     p.add_argument("--data_dir", default=None,
                    help="the datasets folder (default: the run's own when it exists here, else $LIT_OPT_DATA)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
 
 
+# Memory of a Hessian-vector product grows with the images per pass: about 0.04 MB an image
+# for the MNIST MLP, 0.3 MB for LeNet-5 and 10 MB for cifar_resnet (docs/performance.md), so
+# nets with convolutions get smaller passes and one probe per pass unless told otherwise.
+DEFAULT_CHUNK = 10
+CONV_BATCH = 100
+
+
 def sharpness(ckpt_path: str, samples: int = 2000, seed: int = 0, probes: int = 100, tol: float = 1e-4,
-              max_iter: int = 200, batch_size: int = 1000, data_dir: Optional[str] = None) -> dict:
+              max_iter: int = 200, batch_size: Optional[int] = None, data_dir: Optional[str] = None,
+              probe_chunk: Optional[int] = None) -> dict:
     """The result `--json` prints. Raises LitOptError (CheckpointError, ConfigError,
     DataNotFoundError) with the reason."""
+    from torch import nn
+
     from lit_opt import inference, subsets
     from lit_opt.errors import ConfigError
-    from lit_opt.hessian import NOTE, TrainingObjective, threshold_of
+    from lit_opt.hessian import DEFAULT_BATCH, NOTE, TrainingObjective, threshold_of
 
-    if probes < 1:
-        raise ConfigError(f"--probes must be a whole number, at least 1; got {probes}")
+    for option, value in (("--probes", probes), ("--batch_size", batch_size), ("--probe_chunk", probe_chunk),
+                          ("--max_iter", max_iter)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} must be a whole number, at least 1; got {value}")
     subsets.check_samples(samples)
     model = inference.load(ckpt_path)
+    conv = any(isinstance(m, nn.Conv2d) for m in model.net.modules())
+    batch_size = batch_size or (CONV_BATCH if conv else DEFAULT_BATCH)
+    probe_chunk = probe_chunk or (1 if conv else DEFAULT_CHUNK)
     x, y, about = subsets.training_subset(inference.read_checkpoint(ckpt_path), samples, seed, data_dir)
     t0 = time.perf_counter()
     objective = TrainingObjective(model, x, y, batch_size=batch_size)
     top = objective.top_eigenvalue(seed=seed, tol=tol, max_iter=max_iter)
     t1 = time.perf_counter()
-    tr = objective.trace(probes=probes, seed=seed)
+    tr = objective.trace(probes=probes, seed=seed, chunk=probe_chunk)
     t2 = time.perf_counter()
     threshold, formula = threshold_of(model)
     hp = model.hparams
     return {"lambda_max": top["lambda_max"], "trace": tr["trace"], "samples": samples,
             "trace_stderr": tr["stderr"], "probes": probes, "seed": seed,
             "iterations": top["iterations"], "converged": top["converged"], "tol": tol,
-            "loss": objective.loss(), "threshold": threshold, "threshold_formula": formula,
+            "loss": objective.loss(), "batch_size": batch_size, "probe_chunk": probe_chunk, "threshold": threshold, "threshold_formula": formula,
             "optimizer": hp.optimizer, "lr": model.optimizer_hparams.get("lr"), "l2": float(hp.l2 or 0.0),
             "label_smoothing": float(hp.label_smoothing or 0.0), "net": hp.net, "parameters": objective.dimension,
             "subset": subsets.describe(about), "subset_of": about["of"], "dataset": about["dataset"],
@@ -104,7 +123,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         result = sharpness(args.ckpt_path, args.samples, args.seed, args.probes, args.tol, args.max_iter,
-                           args.batch_size, args.data_dir)
+                           args.batch_size, args.data_dir, args.probe_chunk)
     except LitOptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
