@@ -378,6 +378,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=5000, help="images per forward pass (default 5000)")
     p.add_argument("--data_dir", default=None,
                    help="the datasets folder (default: the run's own when it exists here, else $LIT_OPT_DATA)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default 1: each point is a few small matrix products, and "
+                        "on a shared 2-core machine two threads that wait for a core made the 25x25 plane "
+                        "9x slower, docs/performance.md; 0: torch's default, all cores)")
     p.add_argument("--out", required=True, help="folder for the CSV, PNG and JSON")
     p.add_argument("--json", action="store_true", help="print the description (and the files) as JSON")
     return p
@@ -385,12 +389,21 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.threads < 0:
+        print(f"error: --threads must be 0 (torch's default) or a number of threads >= 1; got {args.threads}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         result = landscape(args.ckpt_path, args.to, args.plane, args.steps, args.train_samples,
                            args.test_samples, args.seed, args.batch_size, args.data_dir)
     except LitOptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:  # called in-process (tests, programs): leave the caller's setting as it was
+        torch.set_num_threads(threads)
     files = write_outputs(result, Path(args.out))
     about = {**result["about"], "files": files}
     rows = result["rows"]

@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_CHUNK}, 1 for a net with convolutions)")
     p.add_argument("--data_dir", default=None,
                    help="the datasets folder (default: the run's own when it exists here, else $LIT_OPT_DATA)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (default 0: torch's default, all cores); on a machine whose "
+                        "cores are shared with other work, 1 can be much faster (13x measured, "
+                        "docs/performance.md)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     return p
 
@@ -121,12 +125,23 @@ def _text(r: dict) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.threads < 0:
+        print(f"error: --threads must be 0 (torch's default) or a number of threads >= 1; got {args.threads}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    import torch
+
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         result = sharpness(args.ckpt_path, args.samples, args.seed, args.probes, args.tol, args.max_iter,
                            args.batch_size, args.data_dir, args.probe_chunk)
     except LitOptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:  # called in-process (tests, programs): leave the caller's setting as it was
+        torch.set_num_threads(threads)
     print(json.dumps(result) if args.json else _text(result))
     return 0
 

@@ -189,3 +189,14 @@ def test_the_landscape_command_refuses_bad_input_clearly(ckpts, mnist_dir, tmp_p
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_command_leaves_the_callers_thread_count_alone(ckpts, mnist_dir, tmp_path, capsys):
+    from lit_opt.landscape import main
+
+    before = torch.get_num_threads()
+    assert main(["--ckpt_path", str(ckpts["a"]), "--to", str(ckpts["b"]), "--steps", "2", "--train_samples", "10",
+                 "--test_samples", "10", "--data_dir", str(mnist_dir), "--out", str(tmp_path), "--threads", "1"]) == 0
+    assert torch.get_num_threads() == before
+    assert main(["--ckpt_path", str(ckpts["a"]), "--threads", "-1", "--out", str(tmp_path)]) == 2
+    assert "--threads must be 0" in capsys.readouterr().err
