@@ -20,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 
 from lit_opt.run_files import (CONFIG, DIVERGED, HPARAMS, METRICS, STEP_INDEX, SUMMARY, checkpoint_contents, number,
-                               read_confusion, read_epochs, read_json, read_rows, read_steps, read_yaml,
+                               read_confusion, read_epochs, read_histograms, read_json, read_rows, read_steps, read_yaml,
                                run_state)
 
 NOTE = "note.txt"  # the user's free-text note about a run, kept in its folder
@@ -45,6 +45,8 @@ class RunRecord:
     # every step series: name -> (x, values); a vector series' values are flat, a row per x
     steps: dict[str, tuple[array, array]] = field(default_factory=dict)
     elements: dict[str, list[str]] = field(default_factory=dict)  # vector series: element names
+    # histogram series ("hist/weights", ...): name -> [(x, per layer [min, max, sum, sumsq, counts...])]
+    histograms: dict[str, list] = field(default_factory=dict)
     # per epoch
     epochs: list[dict[str, Any]] = field(default_factory=list)
     confusion: Optional[np.ndarray] = None
@@ -161,6 +163,9 @@ class RunRecord:
             for key, value in row.items():
                 if key in STEP_INDEX or value is None:
                     continue
+                if key.startswith("hist/"):
+                    self.histograms.setdefault(key, []).append((x, value))
+                    continue
                 xs, ys = self.steps.get(key) or self.steps.setdefault(key, (array("d"), array("d")))
                 xs.append(x)
                 if isinstance(value, (list, tuple)):
@@ -269,6 +274,9 @@ class RunRecord:
         rows, elements = read_steps(self.run_dir)
         self.elements.update(elements)
         self.add_steps(rows)
+        hist_rows, hist_elements = read_histograms(self.run_dir)
+        self.elements.update(hist_elements)
+        self.add_steps(hist_rows)
         if not rows:
             for row in read_rows(self.run_dir / METRICS):
                 step, loss = number(row.get("step")), number(row.get("train/loss_step"))

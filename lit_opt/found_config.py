@@ -25,7 +25,7 @@ from lit_opt.errors import ConfigError
 
 # Top-level keys of the config.yaml that `fit` writes (LightningCLI's optimizer and
 # lr_scheduler are switched off, so they never appear).
-SECTIONS = ("seed_everything", "trainer", "model", "data", "run", "ckpt_path", "weights_only")
+SECTIONS = ("seed_everything", "trainer", "model", "data", "run", "diagnostics", "ckpt_path", "weights_only")
 
 # Trainer fields whose type is a class (or a list of them): jsonargparse imports a dotted
 # string or a class_path dict given there. Only Lightning's registered names (no dots, e.g.
@@ -54,7 +54,7 @@ def read_found_config(path: str | os.PathLike) -> dict:
 
 # Sections and model fields that jsonargparse reads as a mapping: given a string instead, it
 # reads the string as YAML text or as the path of another file, which the check never saw.
-MAPPING_SECTIONS = ("trainer", "model", "data", "run")
+MAPPING_SECTIONS = ("trainer", "model", "data", "run", "diagnostics")
 MAPPING_FIELDS = {"model": ("net_args", "optimizer_args", "scheduler_args")}
 
 

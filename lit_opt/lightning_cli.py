@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from lit_opt.callbacks import ThrottledProgressBar
 from lit_opt.data import ClassificationDataModule
+from lit_opt.diagnostics.layer_updates import EVERY, HISTOGRAMS_EVERY
 from lit_opt.module import ClassifierModule
 from lit_opt.runs import (
     DEFAULT_ROOT,
@@ -84,6 +85,12 @@ class LitOptCLI(LightningCLI):
         parser.add_argument("--run.steering", type=Optional[list[dict]], default=None,
                             help="changes while training: [{step: S, lr_factor: F, momentum: M, weight_decay: W}, "
                                  "...], each from optimizer step S on (the app records its changes here)")
+        parser.add_argument("--diagnostics.every", type=int, default=EVERY,
+                            help="per-layer weight norm, update norm and update/weight ratio every this many "
+                                 "optimizer steps (0: off)")
+        parser.add_argument("--diagnostics.histograms_every", type=int, default=HISTOGRAMS_EVERY,
+                            help="per-layer histograms of weights, gradients and step sizes every this many "
+                                 "optimizer steps (0: off)")
         parser.link_arguments("data.info", "model.data_info", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:
@@ -119,10 +126,13 @@ class LitOptCLI(LightningCLI):
         if self.subcommand == "fit" or self._prepare_fit:
             self.run_dir = self._fit_run_dir(cfg)
             lock_run_dir(self.run_dir)  # released by the caller: run_trainer_command, FitJob.run
+            loggers = run_logger(self.run_dir) if trainer_cfg.get("logger") in (None, True) else []
             kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []),
-                                   *run_callbacks(self.run_dir, self._listeners, cfg.run.get("steering"))]
-            if trainer_cfg.get("logger") in (None, True):
-                kwargs["logger"] = run_logger(self.run_dir)
+                                   *run_callbacks(self.run_dir, self._listeners, cfg.run.get("steering"),
+                                                  diagnostics=_plain_options(cfg.get("diagnostics")),
+                                                  loggers=tuple(loggers))]
+            if loggers:
+                kwargs["logger"] = loggers
             kwargs["default_root_dir"] = str(self.run_dir)
         else:
             ckpt = cfg.get("ckpt_path")
@@ -181,6 +191,13 @@ class LitOptCLI(LightningCLI):
     def after_fit(self) -> None:
         cfg = self.config["fit"]
         self.summary = finish_fit(self.trainer, self.model, self.datamodule, self.run_dir, cfg.run.test)
+
+
+def _plain_options(section) -> dict:
+    """A config section (a jsonargparse Namespace or a dict) as a plain dict."""
+    if section is None:
+        return {}
+    return dict(section.as_dict() if hasattr(section, "as_dict") else section)
 
 
 def _read_checkpoint(path) -> dict:

@@ -8,7 +8,8 @@ Each value has one source file: every training batch's row in steps.csv (the liv
 step series, lit_opt/stream_files.py), per-epoch rows in epochs.csv, logged series (every
 `log_every_n_steps`) in metrics.csv (the only step losses of runs from before steps.csv), the result in summary.json, a divergence in
 diverged.json, the resolved settings in config.yaml, the dataset's description in
-hparams.yaml, confusion matrices in confusion_{val,test}.csv.
+hparams.yaml, confusion matrices in confusion_{val,test}.csv, per-layer histograms (every
+`diagnostics.histograms_every` steps) in histograms.jsonl.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-CONFIG, SUMMARY, DIVERGED, EPOCHS, METRICS, HPARAMS, STEPS = (
-    "config.yaml", "summary.json", "diverged.json", "epochs.csv", "metrics.csv", "hparams.yaml", "steps.csv")
+CONFIG, SUMMARY, DIVERGED, EPOCHS, METRICS, HPARAMS, STEPS, HISTOGRAMS = (
+    "config.yaml", "summary.json", "diverged.json", "epochs.csv", "metrics.csv", "hparams.yaml", "steps.csv",
+    "histograms.jsonl")
 STEP_INDEX = ("batches", "step", "epoch", "batch")  # whole numbers in every step row
 
 
@@ -117,6 +119,29 @@ def read_steps(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, list[str]
         except ValueError:  # not a number: a damaged line
             continue
         rows.append(row)
+    return rows, elements
+
+
+def read_histograms(run_dir: Path) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    """histograms.jsonl as the live stream's histogram rows: ([{"batches", "step", "epoch",
+    "hist/weights": [per layer [min, max, sum, sumsq, counts...]], ...}], {series: layer names}).
+    A line cut short by a crash, or not a mapping, is skipped. ([], {}) without the file."""
+    path = Path(run_dir) / HISTOGRAMS
+    if not path.is_file():
+        return [], {}
+    rows, elements = [], {}
+    with path.open() as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(row, dict):
+                continue
+            if "elements" in row:  # the header line: layer names per series
+                elements = {str(k): [str(e) for e in v] for k, v in (row["elements"] or {}).items()}
+                continue
+            rows.append(row)
     return rows, elements
 
 

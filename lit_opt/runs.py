@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.loggers import Logger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lit_opt.callbacks import DivergenceGuard, EpochSummary, RunFiles, StopOnRequest
@@ -230,25 +230,30 @@ def release_run_locks(run_dir: Optional[Path] = None, new_since: Optional[set[Pa
             f.close()  # closing the file releases the flock
 
 
-def run_callbacks(run_dir: Path, listeners: tuple = (), steering: Optional[list] = None) -> list[Callback]:
+def run_callbacks(run_dir: Path, listeners: tuple = (), steering: Optional[list] = None,
+                  diagnostics: Optional[dict] = None, loggers: tuple = ()) -> list[Callback]:
     """Checkpointing, divergence guard, stop-on-request, epoch summary, run files, steering
     (`steering`: the config's `run.steering` changes, lit_opt/steering.py), and the live stream
-    (lit_opt/stream.py) to the run folder's own files and to `listeners`."""
+    (lit_opt/stream.py; its sources configured by the `diagnostics` options) to the run
+    folder's own files, to TensorBoard (when `loggers` has run_logger's), and to `listeners`."""
     from lit_opt.diagnostics import default_sources
     from lit_opt.steering import Steering
     from lit_opt.stream import LiveStream
     from lit_opt.stream_files import RunFolderWriter
 
     summary = EpochSummary()
-    listeners = (RunFolderWriter(run_dir), *listeners)
+    from lit_opt.tensorboard_files import TensorBoardWriter
+
+    board = [TensorBoardWriter(lg) for lg in loggers if isinstance(lg, TensorBoardLogger)]
+    listeners = (RunFolderWriter(run_dir), *board, *listeners)
     return [
         summary,
         # Before the stream: a change pinned as a batch starts is in that batch's learning rate.
         Steering(steering, listeners=listeners),
         # A program watching live (the app) gets rows 20 times a second; the files alone, once
         # a second: each flush costs a fixed half millisecond or so (docs/performance.md).
-        LiveStream(default_sources(), list(listeners), summary=summary, run_dir=run_dir,
-                   flush_seconds=0.05 if len(listeners) > 1 else 1.0),
+        LiveStream(default_sources(diagnostics), list(listeners), summary=summary, run_dir=run_dir,
+                   flush_seconds=0.05 if len(listeners) > 1 + len(board) else 1.0),
         RunFiles(run_dir),
         DivergenceGuard(),
         StopOnRequest(),
@@ -261,10 +266,14 @@ def run_callbacks(run_dir: Path, listeners: tuple = (), steering: Optional[list]
     ]
 
 
-def run_logger(run_dir: Path) -> Logger:
+def run_logger(run_dir: Path) -> list[Logger]:
+    """metrics.csv, and TensorBoard's event files in RUN/tensorboard/ (`tensorboard --logdir
+    checkpoints` shows every run, with its model graph)."""
     from lit_opt.metrics_logger import MetricsCSV
+    from lit_opt.tensorboard_files import GraphSafeTensorBoard
 
-    return MetricsCSV(run_dir)
+    return [MetricsCSV(run_dir), GraphSafeTensorBoard(save_dir=str(run_dir), name="tensorboard", version="",
+                                                      default_hp_metric=False)]
 
 
 def stop_callback(trainer) -> Optional[StopOnRequest]:

@@ -13,7 +13,8 @@ is how the desktop app gets its data without lit_opt knowing about Qt:
 
     on_start(info)   {"run_dir", "batches_per_epoch", "max_epochs", "batch_size",
                       "global_step", "batches" (trained before this start: a resume's point),
-                      "series": [step series of this run], "elements": {vector series: [names]}}
+                      "series": [step series of this run], "elements": {vector series: [names]},
+                      "kinds": {series: "scalar" | "vector" | "histogram"}, "input_shape"}
     on_steps(rows)   [{"batches" (1-based count over the whole run), "step" (global_step),
                        "epoch", "batch", "time" (seconds since training began, validation
                        included, continued across resumes), <series>: value}, ...]
@@ -149,7 +150,9 @@ class LiveStream(Callback):
                 "max_epochs": int(trainer.max_epochs or 0),
                 "batch_size": int(getattr(datamodule, "batch_size", 0) or 0),
                 "global_step": int(trainer.global_step), "batches": self._batches,
-                "series": list(self._owner), "elements": elements}
+                "series": list(self._owner), "elements": elements,
+                "kinds": {s.name: s.kind for source in self._running for s in source.series},
+                "input_shape": list((getattr(pl_module.hparams, "data_info", None) or {}).get("input_shape") or [])}
         for listener in self.listeners:
             listener.on_start(info)
 

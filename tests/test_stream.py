@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lit_opt.jobs import prepare_fit
-from lit_opt.run_files import read_rows, read_steps
+from lit_opt.run_files import read_histograms, read_rows, read_steps
 from lit_opt.stream import Listener
 from tests.helpers import GradNormsByHand
 
@@ -72,15 +72,23 @@ def test_every_batch_reaches_listeners_and_steps_csv_with_the_gradient_norms(opt
 
     # steps.csv holds the same rows: every value a float32 holds, the same keys.
     rows, elements = read_steps(job.run_dir)
-    assert elements == {"train/grad_norm": layers}
+    assert elements == {name: layers for name in ("train/grad_norm", "train/weight_norm", "train/update_norm",
+                                                  "train/update_ratio")}
     assert len(rows) == len(rec.rows)
     for live, disk in zip(rec.rows, rows):
-        assert live.keys() == disk.keys()
-        for key, value in live.items():
+        assert {k for k in live if not k.startswith("hist/")} == disk.keys()
+        for key, value in disk.items():
             if key == "time":
-                assert disk[key] == pytest.approx(value, rel=1e-8)
+                assert value == pytest.approx(live[key], rel=1e-8)
             else:
-                np.testing.assert_array_equal(np.float32(disk[key]), np.float32(value))
+                np.testing.assert_array_equal(np.float32(value), np.float32(live[key]))
+    # ... and the histograms go to histograms.jsonl, row for row
+    hist_rows, _ = read_histograms(job.run_dir)
+    live_hists = [r for r in rec.rows if "hist/weights" in r]
+    assert [r["batches"] for r in hist_rows] == [r["batches"] for r in live_hists] and hist_rows
+    for live, disk in zip(live_hists, hist_rows):
+        for key in ("hist/weights", "hist/grads", "hist/step_size"):
+            np.testing.assert_array_equal(np.float32(disk[key]), np.float32(live[key]))
 
     # The step loss also reaches the logger (metrics.csv) every log_every_n_steps batches, at
     # Lightning's step numbering (batches - 1), with the same value.

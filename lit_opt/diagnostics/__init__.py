@@ -6,14 +6,27 @@ docs/contributing.md walks through one (the per-layer gradient norms).
 
 from __future__ import annotations
 
-from lit_opt.diagnostics.basics import EstimatedStepSize, LearningRate, StepLoss
+from typing import Optional
+
+from lit_opt.diagnostics.basics import EstimatedStepSize, LearningRate, Momentum, StepLoss
 from lit_opt.diagnostics.grad_norms import GradNorms
+from lit_opt.diagnostics.layer_updates import EVERY, HISTOGRAMS_EVERY, LayerUpdates
 
-SOURCES = (StepLoss, LearningRate, EstimatedStepSize, GradNorms)
+SOURCES = (StepLoss, LearningRate, Momentum, EstimatedStepSize, GradNorms, LayerUpdates)
 
 
-def default_sources() -> list:
-    return [cls() for cls in SOURCES]
+def default_sources(options: Optional[dict] = None) -> list:
+    """Every source, configured by the run's `diagnostics` options (`--diagnostics.every`,
+    `--diagnostics.histograms_every`: their cadences in optimizer steps, 0 = off)."""
+    options = dict(options or {})
+    sources = []
+    for cls in SOURCES:
+        if cls is LayerUpdates:
+            sources.append(LayerUpdates(every=options.get("every", EVERY),
+                                        histograms_every=options.get("histograms_every", HISTOGRAMS_EVERY)))
+        else:
+            sources.append(cls())
+    return sources
 
 
 def all_series() -> list:

@@ -43,6 +43,37 @@ class LearningRate(Source):
         return {"train/lr": lr}
 
 
+class Momentum(Source):
+    """SGD's momentum, or the first and second betas of Adam-like optimizers, of the first
+    parameter group, as the step uses them (steering's value included); left out for an
+    optimizer with neither. OneCycle cycles the momentum against the rate: this shows it."""
+
+    series = (Series("train/momentum", label="momentum (SGD) or beta1 (Adam-like)"),
+              Series("train/beta2", label="beta2 (Adam-like)"))
+
+    def __init__(self) -> None:
+        self._steering = None
+        self._key = None
+
+    def start(self, trainer, pl_module):
+        from lit_opt.steering import steering_callback
+
+        group = trainer.optimizers[0].param_groups[0] if trainer.optimizers else {}
+        self._key = "momentum" if "momentum" in group else "betas" if "betas" in group else None
+        self._steering = steering_callback(trainer)
+        return {} if self._key else None
+
+    def batch_start(self, trainer, pl_module) -> dict:
+        value = trainer.optimizers[0].param_groups[0][self._key]
+        steered = self._steering.values_at(trainer.global_step).get("momentum") if self._steering is not None \
+            and self._steering.changes else None
+        if self._key == "momentum":
+            return {"train/momentum": float(steered if steered is not None else value)}
+        betas = tuple(value)
+        return {"train/momentum": float(steered if steered is not None else betas[0]),
+                **({"train/beta2": float(betas[1])} if len(betas) > 1 else {})}
+
+
 class EstimatedStepSize(Source):
     """Prodigy's d (and D-Adaptation's): the step size the optimizer chose for itself."""
 

@@ -16,11 +16,11 @@ def _points(item) -> int:
 
 def test_every_view_in_the_package_is_a_tab_in_its_order(make_window, tmp_path):
     from gui.views import view_classes
-    from gui.views.grad_norms import GradNormView
+    from gui.views.diagnostics import DiagnosticsView
 
     window = make_window(tmp_path / "runs")
     classes = view_classes()
-    assert GradNormView in classes
+    assert DiagnosticsView in classes
     tabs = [window.tabs.tabText(i) for i in range(window.tabs.count())]
     assert tabs[:len(classes)] == [cls.tab_title for cls in classes]
     assert [type(v) for v in window.views] == classes
@@ -28,7 +28,7 @@ def test_every_view_in_the_package_is_a_tab_in_its_order(make_window, tmp_path):
 
 def test_a_reopened_run_holds_what_the_live_run_showed_step_for_step(real_data, tmp_path, make_window, qtbot):
     from gui.records import RunRecord
-    from gui.views.grad_norms import GradNormView
+    from gui.views.diagnostics import DiagnosticsView
 
     config = small_config(real_data, tmp_path / "runs", epochs=2, train_size=600, optimizer="sgd")
     window = make_window(tmp_path / "runs", config)
@@ -47,22 +47,25 @@ def test_a_reopened_run_holds_what_the_live_run_showed_step_for_step(real_data, 
         x_live, y_live = live.step_series(name)
         x_disk, y_disk = reopened.step_series(name)
         np.testing.assert_array_equal(x_live, x_disk)
-        assert list(x_live) == list(range(1, 13))  # 600 images / 100 a batch, 2 epochs: every step
+        # 600 images / 100 a batch, 2 epochs: every step; the per-layer updates every 10 steps
+        # (--diagnostics.every), measured on steps 0 and 10, so in batches 1 and 11
+        every = [1, 11] if name in ("train/weight_norm", "train/update_norm", "train/update_ratio") else range(1, 13)
+        assert list(x_live) == list(every), name
         np.testing.assert_array_equal(np.float32(y_live), np.float32(y_disk))
     assert live.step_x == reopened.step_x
     np.testing.assert_array_equal(np.float32(live.step_loss), np.float32(reopened.step_loss))
 
-    # The gradient-norm view draws one curve per layer: the record's values.
-    view = window.view(GradNormView)
+    # The diagnostics view draws one gradient-norm curve per layer: the record's values.
+    view = window.view(DiagnosticsView)
     window.tabs.setCurrentWidget(view)
     window.run_list.select(live)
-    qtbot.waitUntil(lambda: len(view._curves) == 2 and _points(view._curves[0]) == 12,
-                    timeout=10_000)
+    qtbot.waitUntil(lambda: len(view.curves["train/grad_norm"]) == 2
+                    and _points(view.curves["train/grad_norm"][0]) == 12, timeout=10_000)
     x, y = live.step_series("train/grad_norm")
-    for i, item in enumerate(view._curves):  # xData/yData: the values given, before the log axis
+    for i, item in enumerate(view.curves["train/grad_norm"]):  # xData/yData: the values given, before the log axis
         np.testing.assert_array_equal(item.xData, x)
         np.testing.assert_allclose(item.yData, y[:, i], rtol=1e-6)
-    assert [item[1].text for item in view.legend.items] == live.elements["train/grad_norm"]
+    assert all(layer in view.legend.text() for layer in live.elements["train/grad_norm"])
 
 
 def test_the_optimizer_view_shows_the_learning_rate_each_step_used_and_muons_split(real_data, tmp_path,
@@ -108,3 +111,14 @@ def test_a_run_saved_before_steps_csv_still_opens_with_its_logged_losses(tmp_pat
     assert list(rec.step_x) == [50.0, 100.0] and list(rec.step_loss) == [0.9, 0.5]
     assert list(rec.step_series("train/loss")[0]) == [50.0, 100.0]
     assert rec.epochs[0]["val/acc"] == 0.91 and rec.best_val_acc == 0.91
+
+
+def test_the_histogram_heat_map_moves_each_steps_bins_onto_one_grid_as_shares():
+    from gui.views.diagnostics import heat_map
+
+    rows = [(1, [[0.0, 1.0, 0, 0, 5, 5]]),  # 10 values spread evenly over [0, 1]
+            (2, [[0.0, 2.0, 0, 0, 0, 10]])]  # 10 values in [1, 2]
+    image, lo, hi = heat_map(rows, 0, grid=4)  # cells [0, .5), [.5, 1), [1, 1.5), [1.5, 2]
+    assert (lo, hi) == (0.0, 2.0)
+    np.testing.assert_allclose(image, [[0.5, 0.5, 0, 0], [0, 0, 0.5, 0.5]])
+    assert heat_map([(1, [[0.0, 1.0, 0, 0, 0, 0]])], 0) is None  # nothing counted: nothing drawn
