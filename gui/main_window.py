@@ -805,3 +805,6 @@ class MainWindow(QMainWindow):
         for thread in (self._thread, self._import_thread, self._lr_thread):
             if thread is not None:
                 thread.wait(timeout_ms)
+        for view in self.views:  # a view computing in its own thread (the landscape)
+            if hasattr(view, "wait"):
+                view.wait(timeout_ms)

@@ -339,6 +339,16 @@ class RunFiles(Callback):
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
+        self._saved_step = -1  # the global step of the latest checkpoint written
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        self._saved_step = trainer.global_step
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        # Checkpoints come with validation: with validation every k epochs (gd's edge-of-
+        # stability runs), the epochs after the last one would be missing from last.ckpt.
+        if trainer.global_step != self._saved_step and trainer.global_step > 0:
+            trainer.save_checkpoint(self.run_dir / "last.ckpt", weights_only=False)
 
     def on_train_start(self, trainer, pl_module) -> None:
         # metrics.csv describes exactly the training the checkpoint holds: a resumed run drops

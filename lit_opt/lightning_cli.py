@@ -91,6 +91,11 @@ class LitOptCLI(LightningCLI):
         parser.add_argument("--diagnostics.histograms_every", type=int, default=HISTOGRAMS_EVERY,
                             help="per-layer histograms of weights, gradients and step sizes every this many "
                                  "optimizer steps (0: off)")
+        parser.add_argument("--diagnostics.sharpness_every", type=int, default=0,
+                            help="top Hessian eigenvalue of the training objective (power iteration) beside the "
+                                 "optimizer's stability threshold every this many optimizer steps (0: off)")
+        parser.add_argument("--diagnostics.sharpness_samples", type=int, default=1000,
+                            help="training images (a fixed, seeded subset) the sharpness is measured on")
         parser.link_arguments("data.info", "model.data_info", apply_on="instantiate")
 
     def parse_arguments(self, parser, args) -> None:

@@ -237,6 +237,7 @@ def run_callbacks(run_dir: Path, listeners: tuple = (), steering: Optional[list]
     (lit_opt/stream.py; its sources configured by the `diagnostics` options) to the run
     folder's own files, to TensorBoard (when `loggers` has run_logger's), and to `listeners`."""
     from lit_opt.diagnostics import default_sources
+    from lit_opt.initial_weights import InitialWeights
     from lit_opt.steering import Steering
     from lit_opt.stream import LiveStream
     from lit_opt.stream_files import RunFolderWriter
@@ -255,6 +256,7 @@ def run_callbacks(run_dir: Path, listeners: tuple = (), steering: Optional[list]
         LiveStream(default_sources(diagnostics), list(listeners), summary=summary, run_dir=run_dir,
                    flush_seconds=0.05 if len(listeners) > 1 + len(board) else 1.0),
         RunFiles(run_dir),
+        InitialWeights(run_dir),  # init.pt: the line from the initial weights (lit_opt/landscape.py)
         DivergenceGuard(),
         StopOnRequest(),
         ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,

@@ -73,7 +73,8 @@ class TensorBoardWriter(Listener):
         self._input_shape = info.get("input_shape")
 
     def on_steps(self, rows: list[dict]) -> None:
-        wrote = False
+        # No flush here: the logger's own save (every log_every_n_steps) and each epoch's end
+        # flush the file; a flush per stream flush cost the MLP ~2% of its epoch.
         for row in rows:
             step = row["batches"] - 1
             if row.get("train/update_norm") is not None:
@@ -81,13 +82,9 @@ class TensorBoardWriter(Listener):
                     for layer, value in zip(self._elements.get(series, []), row.get(series) or []):
                         if value is not None and np.isfinite(value):
                             self.writer.add_scalar(f"layers/{series.split('/', 1)[1]}/{layer}", value, step)
-                wrote = True
             for series in self._histograms:
                 for layer, hist in zip(self._elements.get(series, []), row.get(series) or []):
                     self._histogram(f"histograms/{series.split('/', 1)[1]}/{layer}", hist, step)
-                    wrote = True
-        if wrote:
-            self.writer.flush()
 
     def _histogram(self, tag: str, hist: list, step: int) -> None:
         lo, hi, total, squares, *counts = hist

@@ -110,3 +110,34 @@ def test_measuring_changes_nothing_about_the_run(real_data, tmp_path):
     with (tmp_path / "off" / "steps.csv").open() as f:
         header = next(csv.reader(f))
     assert not any("update" in c for c in header) and not (tmp_path / "off" / "histograms.jsonl").exists()
+
+
+def test_sharpness_and_the_threshold_reach_steps_csv_and_every_step_is_in_last_ckpt(real_data, tmp_path):
+    """--diagnostics.sharpness_every through the CLI: gd's threshold is 2/lr; the run keeps its
+    initial weights (init.pt); with validation every 2 epochs, a 3-epoch run's last.ckpt still
+    holds all 3 steps (it is written again when training ends)."""
+    from lit_opt.cli import main
+
+    args = ["fit", "--data.data_dir", str(real_data), "--data.train_size", "200", "--data.val_size", "100",
+            "--data.batch_size", "100", "--model.net_args", "{hidden: shallow}", "--model.optimizer", "gd",
+            "--model.lr", "0.5", "--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "2",
+            "--diagnostics.sharpness_every", "1", "--diagnostics.sharpness_samples", "100",
+            "--trainer.enable_progress_bar", "false", "--run.root", str(tmp_path), "--run.name", "r",
+            "--run.test", "false"]
+    assert main(args) == 0
+    run = tmp_path / "r"
+    rows = [r for r in _steps(run).values() if r.get("train/sharpness")]
+    # one gd step per epoch: measured at the initial weights (step 0) and after each of the 3 steps
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
+    assert all(float(r["train/sharpness"]) > 0 for r in rows)
+    assert all(float(r["train/stability_threshold"]) == pytest.approx(2 / 0.5) for r in rows)
+    assert (run / "init.pt").is_file()
+    assert torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 3
+
+
+def test_a_negative_cadence_is_refused_naming_the_option(real_data, tmp_path, capsys):
+    from lit_opt.cli import main
+
+    assert main(["fit", "--data.data_dir", str(real_data), "--diagnostics.every", "-5", "--run.root",
+                 str(tmp_path)]) == 2
+    assert "diagnostics.every must be a whole number >= 0" in capsys.readouterr().err

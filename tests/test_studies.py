@@ -181,7 +181,7 @@ def test_sweep_reports_mean_and_std_of_its_trials(swept):
     assert [g["group"] for g in groups] == ["lr=0.05", "lr=0.5"]
     assert all(g["finished"] == "2" and g["seeds"] == "0 1" for g in groups)
     for name in ("report.md", "trials.csv", "class_accuracy.csv", "curves.png", "test_acc.png",
-                 "epoch_time.png", "best_confusion_test.png"):
+                 "epoch_time.png", "update_ratios.png", "best_confusion_test.png"):
         assert (swept / "report" / name).stat().st_size > 0, name
     md = (swept / "report" / "report.md").read_text()
     assert "| lr | seeds | test acc |" in md and "python -m lit_opt fit" in md

@@ -8,6 +8,9 @@ Each plot answers one question a student asks (lit_opt/diagnostics/ measures the
 - "Do the weights grow or shrink (weight decay, L2)?": the weight norm per layer;
 - "What did the optimizer use?": the learning rate and momentum (or Adam's betas) per step,
   a schedule and any steering as applied;
+- "Is the step near the edge of stability?": the sharpness (top Hessian eigenvalue of the
+  training objective, when `--diagnostics.sharpness_every` is set) against the optimizer's
+  stability threshold, labelled with its formula (2/lr for gd and sgd, Cohen et al. 2021);
 - "How are the weights, gradients and step sizes spread, and how does that change?": a
   histogram heat map (bins x step, as TensorBoard's distributions) of one layer; the step
   size |delta w| / |g| per parameter (log10) is the per-parameter learning rate an adaptive
@@ -61,7 +64,7 @@ def heat_map(rows: list, layer: int, grid: int = GRID) -> Optional[tuple[np.ndar
 class DiagnosticsView(RunView):
     tab_title, order = "Diagnostics", 40
     series = ("train/update_ratio", "train/grad_norm", "train/weight_norm", "train/lr", "train/momentum",
-              "train/beta2", *HISTOGRAMS)
+              "train/beta2", "train/sharpness", "train/stability_threshold", *HISTOGRAMS)
 
     def __init__(self, parent: Optional[QWidget] = None):
         super().__init__(parent)
@@ -108,6 +111,19 @@ class DiagnosticsView(RunView):
         self.beta2_curve = pg.PlotDataItem(pen=pg.mkPen("#d62728", width=1, style=pg.QtCore.Qt.PenStyle.DashLine))
         self.momentum_box.addItem(self.momentum_curve)
         self.momentum_box.addItem(self.beta2_curve)
+        self.sharp_plot = self.graphics.addPlot(row=2, col=0, colspan=2)
+        self.sharp_plot.setLabel("bottom", "batch")
+        self.sharp_plot.setLabel("left", "lambda_max")
+        self.sharp_plot.showGrid(x=True, y=True, alpha=0.25)
+        self.sharp_plot.getAxis("left").enableAutoSIPrefix(False)
+        self.sharp_legend = self.sharp_plot.addLegend(offset=(10, 10), labelTextSize="8pt")
+        self.sharp_curve = self.sharp_plot.plot(pen=pg.mkPen("#9467bd", width=2), symbol="o", symbolSize=4,
+                                                symbolBrush="#9467bd", symbolPen=None, name="sharpness")
+        dashed = pg.mkPen("#333333", width=1, style=pg.QtCore.Qt.PenStyle.DashLine)
+        self.threshold_curve = self.sharp_plot.plot(pen=dashed, name="stability threshold")
+        self.graphics.ci.layout.setRowStretchFactor(2, 1)
+        self.graphics.ci.layout.setRowStretchFactor(0, 2)
+        self.graphics.ci.layout.setRowStretchFactor(1, 2)
 
         # the histogram heat map, with what and which layer to show
         controls = QWidget()
@@ -201,8 +217,38 @@ class DiagnosticsView(RunView):
         self.lr_curve.setData(x[ok], lr[ok])
         self.momentum_curve.setData(*rec.step_series("train/momentum"))
         self.beta2_curve.setData(*rec.step_series("train/beta2"))
+        self._draw_sharpness(rec)
         self._redraw_histogram()
         self.info.setText(self._summary(rec))
+
+    def _draw_sharpness(self, rec) -> None:
+        x, sharp = rec.step_series("train/sharpness")
+        self.sharp_curve.setData(x, sharp)
+        self.threshold_curve.setData(*rec.step_series("train/stability_threshold"))
+        if not len(x):
+            self.sharp_plot.setTitle("is the step at the edge of stability? (sharpness is off: "
+                                     "--diagnostics.sharpness_every N)", size="9pt")
+            return
+        self.sharp_plot.setTitle(f"is the step at the edge of stability? sharpness {sharp[-1]:.3g} at batch "
+                                 f"{int(x[-1])}; {self.threshold_text(rec)}", size="9pt")
+
+    @staticmethod
+    def threshold_text(rec) -> str:
+        """The optimizer's stability threshold as a formula, from the run's settings."""
+        from lit_opt.hessian import stability_threshold  # torch is loaded: a run with sharpness exists
+
+        model = rec.config.get("model") or {}
+        args = model.get("optimizer_args") or {}
+        from lit_opt.optim import registry
+
+        try:
+            given = {**args, **({"lr": model["lr"]} if model.get("lr") else {})}
+            values = registry.validate(model.get("optimizer") or "sgd", **given)
+            _, text = stability_threshold(model.get("optimizer") or "sgd", float(values.get("lr") or 0.0),
+                                          float(values.get("momentum") or 0.0), bool(values.get("nesterov")))
+        except Exception:  # noqa: BLE001 - a label, never an error
+            return ""
+        return f"threshold: {text}"
 
     def _summary(self, rec) -> str:
         x, ratio = rec.step_series("train/update_ratio")

@@ -9,9 +9,7 @@ The computation runs in its own QThread (a parent-less worker, plain data back t
 signals), on fixed seeded subsets named under the plot. Nothing is live: `refresh` does
 nothing, a result stays until the next Compute.
 
-Standalone for now: `LandscapeView` has RunView's interface (tab_title, order, series,
-show_runs, refresh) but derives from QWidget, so the window does not pick it up as a tab;
-deriving it from `gui.views.RunView` instead registers it (gui/views/__init__.py).
+A RunView: the window makes it a tab (gui/views/__init__.py).
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from typing import Optional
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
+from gui.views import RunView
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, QStackedWidget,
                                QVBoxLayout, QWidget)
 
@@ -57,7 +56,7 @@ class LandscapeWorker(QObject):
             self.done.emit()
 
 
-class LandscapeView(QWidget):
+class LandscapeView(RunView):
     tab_title, order = "Landscape", 80
     series: tuple[str, ...] = ()
 
@@ -190,10 +189,10 @@ class LandscapeView(QWidget):
         self._thread = self._worker = None
         self._update_controls()
 
-    def wait(self) -> None:
+    def wait(self, timeout_ms: Optional[int] = None) -> None:
         """Block until a running computation ends (closing the app, tests)."""
         if self._thread is not None:
-            self._thread.wait()
+            self._thread.wait() if timeout_ms is None else self._thread.wait(timeout_ms)
 
     # --- drawing ----------------------------------------------------------------------------------
 

@@ -11,19 +11,30 @@ from typing import Optional
 from lit_opt.diagnostics.basics import EstimatedStepSize, LearningRate, Momentum, StepLoss
 from lit_opt.diagnostics.grad_norms import GradNorms
 from lit_opt.diagnostics.layer_updates import EVERY, HISTOGRAMS_EVERY, LayerUpdates
+from lit_opt.diagnostics.sharpness import Sharpness
 
-SOURCES = (StepLoss, LearningRate, Momentum, EstimatedStepSize, GradNorms, LayerUpdates)
+SOURCES = (StepLoss, LearningRate, Momentum, EstimatedStepSize, GradNorms, LayerUpdates, Sharpness)
 
 
 def default_sources(options: Optional[dict] = None) -> list:
     """Every source, configured by the run's `diagnostics` options (`--diagnostics.every`,
-    `--diagnostics.histograms_every`: their cadences in optimizer steps, 0 = off)."""
+    `--diagnostics.histograms_every`, `--diagnostics.sharpness_every`: their cadences in
+    optimizer steps, 0 = off; `--diagnostics.sharpness_samples`)."""
     options = dict(options or {})
+    for key in ("every", "histograms_every", "sharpness_every", "sharpness_samples"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            from lit_opt.errors import ConfigError
+
+            raise ConfigError(f"diagnostics.{key} must be a whole number >= 0 (0: off), not {value!r}")
     sources = []
     for cls in SOURCES:
         if cls is LayerUpdates:
             sources.append(LayerUpdates(every=options.get("every", EVERY),
                                         histograms_every=options.get("histograms_every", HISTOGRAMS_EVERY)))
+        elif cls is Sharpness:
+            sources.append(Sharpness(every=options.get("sharpness_every") or 0,
+                                     samples=options.get("sharpness_samples") or 1000))
         else:
             sources.append(cls())
     return sources

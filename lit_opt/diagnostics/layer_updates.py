@@ -39,8 +39,8 @@ from lit_opt.stream import Series, Source
 BINS = 30
 # Defaults measured in benchmarks/diagnostics_cost.py (docs/performance.md): together under 5%
 # of an epoch for the deep MLP and LeNet-5 on 2 CPU cores.
-EVERY = 10
-HISTOGRAMS_EVERY = 100
+EVERY = 25
+HISTOGRAMS_EVERY = 250
 
 HISTOGRAMS = ("hist/weights", "hist/grads", "hist/step_size")
 
@@ -123,20 +123,25 @@ class LayerUpdates(Source):
                 grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params]
                 got["hist/weights"] = self._histogram(after)
                 got["hist/grads"] = self._histogram(grads)
-                got["hist/step_size"] = self._histogram([_log_ratio(d, g) for d, g in zip(delta, grads)])
+                got["hist/step_size"] = self._histogram([_log_ratio(d, g) for d, g in zip(delta, grads)],
+                                                        drop_nan=True)
         self._got = got
 
-    def _histogram(self, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """(layers, 4 + bins): min, max, sum, sum of squares, counts; NaN are left out."""
+    def _histogram(self, tensors: list[torch.Tensor], drop_nan: bool = False) -> torch.Tensor:
+        """(layers, 4 + bins): min, max, sum, sum of squares, counts (NaN left out when asked)."""
         rows = []
         for idx in self._layers:
-            v = torch.cat([tensors[i].detach().reshape(-1).float() for i in idx])
-            v = v[~torch.isnan(v)]
-            lo, hi = (v.min(), v.max()) if v.numel() else (torch.zeros(()), torch.zeros(()))
-            width = (hi - lo).clamp_min(1e-30)
-            bins = ((v - lo) / width * self.bins).long().clamp_(0, self.bins - 1)
-            counts = torch.zeros(self.bins, device=v.device).scatter_add_(0, bins, torch.ones_like(v))
-            rows.append(torch.cat([torch.stack([lo, hi, v.sum(), v.square().sum()]).to(counts.device), counts]))
+            v = torch.cat([tensors[i].detach().reshape(-1) for i in idx]).float()
+            if drop_nan:
+                v = v[~torch.isnan(v)]
+            if not v.numel():
+                rows.append(torch.zeros(4 + self.bins, device=v.device))
+                continue
+            lo, hi = torch.aminmax(v)
+            scale = self.bins / (hi - lo).clamp_min(1e-30)
+            bins = ((v - lo) * scale).long().clamp_(0, self.bins - 1)
+            counts = torch.zeros(self.bins, device=v.device).index_add_(0, bins, torch.ones_like(v))
+            rows.append(torch.cat([torch.stack([lo, hi, v.sum(), v.dot(v)]), counts]))
         return torch.stack(rows)
 
     def step(self, trainer, pl_module) -> dict:

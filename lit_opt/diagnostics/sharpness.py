@@ -84,8 +84,12 @@ class Sharpness(Source):
         if self._has_threshold and trainer.optimizers:
             from lit_opt.hessian import threshold_of
 
-            lr = trainer.optimizers[0].param_groups[0]["lr"]
-            row["train/stability_threshold"] = threshold_of(pl_module, float(lr))[0]
+            from lit_opt.steering import steering_callback
+
+            lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+            steering = steering_callback(trainer)  # the rate the step takes, a steered factor included
+            lr *= steering.lr_factor_at(step) if steering is not None else 1.0
+            row["train/stability_threshold"] = threshold_of(pl_module, lr)[0]
         return row
 
     def measure(self, pl_module) -> float:

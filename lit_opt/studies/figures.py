@@ -272,3 +272,44 @@ def first_layer_weights(groups: list[Group], key: str, path: Path, per_value: in
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def update_ratios(groups: list[Group], path: Path, max_panels: int = 6) -> Optional[Path]:
+    """Each layer's update/weight ratio ||delta w|| / ||w|| against the step, one panel per
+    group (its first finished run), log axis, the 1e-3 rule of thumb dashed; None when no run
+    recorded the layer diagnostics (`diagnostics.every`)."""
+    from lit_opt.run_files import read_steps
+
+    panels = []
+    for g in groups:
+        if not g.finished:
+            continue
+        rows, elements = read_steps(g.finished[0].path)
+        layers = elements.get("train/update_ratio")
+        if layers:
+            got = [(r["batches"], r["train/update_ratio"]) for r in rows if r.get("train/update_ratio")]
+            panels.append((g, layers, got))
+        if len(panels) == max_panels:
+            break
+    if not panels:
+        return None
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False, sharey=True)
+    colours = _colours(max(len(p[1]) for p in panels), ordered=False)
+    for ax, (g, layers, got) in zip(axes[0], panels):
+        steps = [b for b, _ in got]
+        for i, layer in enumerate(layers):
+            values = [v[i] if v[i] is not None and v[i] > 0 else float("nan") for _, v in got]
+            ax.plot(steps, values, color=colours[i], linewidth=1, label=layer)
+        ax.axhline(1e-3, color="black", linestyle="--", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("batch")
+        ax.set_title(f"{_label(g)} ({g.finished[0].name})", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("||delta w|| / ||w|| per layer")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle("update / weight ratio per layer (dashed: 1e-3)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return path

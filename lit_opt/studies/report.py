@@ -14,7 +14,7 @@ Runs are grouped by their config minus the seed; a group's numbers are the mean 
     trials.csv           one row per run: state (finished, diverged, interrupted, missing), metrics
     class_accuracy.csv   per group, test accuracy per class (from confusion_test.csv)
     curves.png, test_acc.png, epoch_time.png, lr_sensitivity.png, weights.png,
-    best_confusion_test.png
+    update_ratios.png, best_confusion_test.png
 
 When the learning rate and the optimizer vary (a comparison), each optimizer's learning rate
 is chosen on the mean best validation accuracy (as DeepOBS does) and the first table shows
@@ -319,6 +319,9 @@ def _figures(groups: list[Group], shown: list[Group], keys: list[str], kind: str
             add(lambda: figures.first_layer_weights(groups, key, out / "weights.png"),
                 f"First-layer weights (8 units, the same in each row) at the smallest, middle and largest "
                 f"{short_key(key)}")
+    add(lambda: figures.update_ratios(shown, out / "update_ratios.png"),
+        "Each layer's update/weight ratio ||delta w|| / ||w|| against the step (the first run of each group; "
+        "dashed: the 1e-3 rule of thumb)")
     tested = [g for g in shown if g.finished and g.stat("test/acc")[0] is not None]  # none with --run.test false
     best = max(tested, key=lambda g: g.stat("test/acc")[0], default=None)
     if best is not None and (best.finished[0].path / "confusion_test.png").is_file():
