@@ -128,19 +128,24 @@ class LayerUpdates(Source):
         self._got = got
 
     def _histogram(self, tensors: list[torch.Tensor], drop_nan: bool = False) -> torch.Tensor:
-        """(layers, 4 + bins): min, max, sum, sum of squares, counts (NaN left out when asked)."""
+        """(layers, 4 + bins): min, max, sum, sum of squares, counts; with drop_nan, NaN values
+        are left out by weighting them 0 (boolean indexing would make the host wait on a GPU)."""
         rows = []
         for idx in self._layers:
             v = torch.cat([tensors[i].detach().reshape(-1) for i in idx]).float()
             if drop_nan:
-                v = v[~torch.isnan(v)]
-            if not v.numel():
-                rows.append(torch.zeros(4 + self.bins, device=v.device))
-                continue
-            lo, hi = torch.aminmax(v)
+                valid = ~torch.isnan(v)
+                weight = valid.float()
+                lo = torch.where(valid, v, torch.inf).min()
+                hi = torch.where(valid, v, -torch.inf).max()
+                v = torch.where(valid, v, torch.zeros_like(v))
+                lo, hi = torch.nan_to_num(lo, posinf=0.0), torch.nan_to_num(hi, neginf=0.0)  # none valid: 0
+            else:
+                weight = torch.ones_like(v)
+                lo, hi = torch.aminmax(v)
             scale = self.bins / (hi - lo).clamp_min(1e-30)
             bins = ((v - lo) * scale).long().clamp_(0, self.bins - 1)
-            counts = torch.zeros(self.bins, device=v.device).index_add_(0, bins, torch.ones_like(v))
+            counts = torch.zeros(self.bins, device=v.device).index_add_(0, bins, weight)
             rows.append(torch.cat([torch.stack([lo, hi, v.sum(), v.dot(v)]), counts]))
         return torch.stack(rows)
 
