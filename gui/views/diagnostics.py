@@ -275,7 +275,8 @@ class DiagnosticsView(RunView):
         width = (xs[-1] - xs[0]) / max(len(xs) - 1, 1) if len(xs) > 1 else 1.0
         # square root of the share: the tails stay visible beside a peak holding most parameters
         self.hist_image.setImage(np.sqrt(image), autoLevels=False, levels=(0, max(float(np.sqrt(image).max()), 1e-12)))
-        self.hist_image.setRect(pg.QtCore.QRectF(x0 - width / 2, lo, width * len(xs), hi - lo))
+        # each snapshot's column runs from its batch to the next one's
+        self.hist_image.setRect(pg.QtCore.QRectF(x0, lo, width * len(xs), hi - lo))
         self.hist_plot.setLabel("left", self.hist_kind.currentText())
         self.hist_plot.setTitle(f"{self.hist_kind.currentText()} in {self.hist_layer.currentText()}: share of "
                                 f"its parameters (colour: square root), {len(xs)} snapshots", size="9pt")
