@@ -139,6 +139,7 @@ def _draw_shot(window, path: Path) -> Optional[Path]:
         return None
     tab.clear()
     draw_strokes(tab)
+    wait_until(lambda: not tab.is_classifying, 30)  # the passes run in a worker thread
     wait_until(lambda: False, 0.4)
     window.grab().save(str(path))
     return path

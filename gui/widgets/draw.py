@@ -17,12 +17,16 @@
 
 Loading a checkpoint imports torch and reads the file in a background thread, so the
 window never freezes. Each update is one forward pass that gives the probabilities and
-the activations together. While a stroke goes on, that pass (with the preprocessing) runs
-in a worker thread, one at a time, and only drawing its result takes the GUI thread:
-a pass is ~1 ms on an idle CPU, but a conv net's can take 50-100 ms when the CPU is busy
-(a run training in the app, torch's threads waiting on each other), and the pen must not
-stall. When a stroke ends (and on Clear, a dropped file, a new model) the pass runs in
-the GUI thread instead, so the result is there when the event returns.
+the activations together. Every pass (with the preprocessing) runs in a worker thread,
+one at a time, and only drawing its result takes the GUI thread: a pass is ~1 ms on an
+idle CPU, but a conv net's can take 50-100 ms when the CPU is busy (a run training in the
+app, torch's threads waiting on each other), and the pen and the window must not stall.
+While a stroke goes on, a pass asked for while one is in flight becomes one more pass
+when it ends. The pass at a stroke's end (and on Clear, a dropped file, a new model) is
+for the picture as it is then; it makes any pass still in flight stale (its result is
+dropped), and it runs as soon as that one ends: it is never dropped itself, except for a
+later one of its kind. `classified` is emitted whenever a result is shown;
+`is_classifying` says whether one is still to come.
 A checkpoint chosen while the tab is hidden loads when the tab is first shown.
 """
 
@@ -230,12 +234,13 @@ class DrawTab(QWidget):
         self._pass_signals = _shared_pass_signals()
         self._pass_signals.passed.connect(self._on_passed)
         self._token = next(_tokens)  # which tab a pass belongs to (every tab hears every pass)
-        # Passes while drawing run in a worker thread; `_pass` numbers every pass asked for,
-        # so a worker's result that a later pass (a stroke's end, a new model) made stale is
-        # dropped. One pass at a time: the lock also keeps two passes' hooks off the model.
+        # Every pass runs in a worker thread; `_pass` numbers every pass asked for, so a
+        # worker's result that a later pass (a stroke's end, a new model) made stale is
+        # dropped. One pass at a time (the lock also keeps two passes' hooks off the model).
         self._pass = 0
         self._busy = False  # a worker pass is in flight
         self._again = False  # the canvas changed while it was: one more pass when it ends
+        self._queued: Optional[tuple] = None  # (number, model, image): a final pass waiting its turn
         self._model_lock = threading.Lock()
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -473,23 +478,33 @@ class DrawTab(QWidget):
         self._timer.stop()
         self.classify_now()
 
+    @property
+    def is_classifying(self) -> bool:
+        """A pass is in flight, waiting, or due (the throttle's timer): a result is to come."""
+        return self._busy or self._queued is not None or self._timer.isActive()
+
     @Slot()
     def classify_now(self) -> None:
-        """Classify the dropped file, or the canvas, with the loaded model (if any), now: the
-        result is shown when this returns (a stroke's end, Clear, a dropped file, a new model)."""
+        """Classify the dropped file, or the canvas as it is now, with the loaded model (if
+        any): a stroke's end, Clear, a dropped file, a new model. Returns at once; the pass
+        runs in the worker thread as soon as the one in flight (now stale) ends, and
+        `classified` tells when its result is shown. Only a later call drops it."""
         self._timer.stop()
         self._pass += 1  # a worker pass still in flight is stale from now on
         self._again = False  # and this pass sees the latest canvas
+        self._queued = None  # as does a final pass still waiting: this one replaces it
         if self.model is None:
             return
-        image = self._source if self._source is not None else self.canvas_image()
-        with self._model_lock:  # waits for a worker pass in flight, if any (one pass: milliseconds)
-            result = _forward(self.model, image)
-        self._show_result(result)
+        image = self._source if self._source is not None else self.canvas_image()  # a copy
+        if self._busy:
+            self._queued = (self._pass, self.model, image)  # started by _on_passed
+        else:
+            self._start(self._pass, self.model, image)
 
     @Slot()
     def classify_in_background(self) -> None:
-        """While drawing: the same pass in a worker thread, so the strokes never wait for the
+        """While drawing (the throttle's timer): a pass of the canvas as it is, unless one is
+        in flight or waiting: then one more when it ends, so the strokes never wait for the
         net; the result is drawn when it arrives, unless a later pass superseded it."""
         if self.model is None:
             return
@@ -497,10 +512,14 @@ class DrawTab(QWidget):
             self._again = True
             return
         self._pass += 1
-        self._busy = True
-        token, number, model, lock = self._token, self._pass, self.model, self._model_lock
-        signals = self._pass_signals
         image = self._source if self._source is not None else self.canvas_image()  # a copy
+        self._start(self._pass, self.model, image)
+
+    def _start(self, number: int, model, image) -> None:
+        """Pass `number` of `image` through `model` in a worker thread; its result comes back
+        through the shared _PassSignals (queued to the GUI thread) to _on_passed."""
+        self._busy = True
+        token, lock, signals = self._token, self._model_lock, self._pass_signals
 
         def work():
             try:
@@ -517,7 +536,10 @@ class DrawTab(QWidget):
         if token != self._token:
             return  # another tab's pass
         self._busy = False
-        if number == self._pass:
+        if self._queued is not None:  # a final pass waited for this one (stale now): start it
+            queued, self._queued = self._queued, None
+            self._start(*queued)
+        elif number == self._pass:
             self._show_result(result)
         if self._again:
             self._again = False

@@ -1,7 +1,9 @@
 """The Draw tab's activations under pytest-qt: the values the view draws (read back from its
 canvases) equal the net's forward pass computed here step by step on the same preprocessed
 picture; one tile per channel; updated while drawing; cleared with the canvas; the colours
-drawn are the values' colours; the layout fits many channels and wide dense layers."""
+drawn are the values' colours; the layout fits many channels and wide dense layers; a
+stroke's end overtakes a worker pass in flight and is never dropped itself. Every pass
+runs in a worker thread: the tests wait for its result (`classified`, `is_classifying`)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from PySide6.QtTest import QTest
 
 from gui.widgets.activations import LAYER_MAX_HEIGHT, ActivationsView, layout_for
 from gui.widgets.draw import DrawTab
-from tests.gui.test_draw import line, load, stroke
+from tests.gui.test_draw import draw, line, load, stroke
 from tests.test_activations import by_hand_lenet5, by_hand_mlp
 from tests.test_inference import make_checkpoint
 
@@ -72,10 +74,8 @@ def assert_shows(tab: DrawTab, want: list[np.ndarray]) -> None:
 def test_lenet5_activations_shown_equal_its_forward_pass_with_a_tile_per_channel(qtbot, tab, ckpts):
     load(qtbot, tab, ckpts["lenet5"])
     assert tab.activations.placeholder.isVisible() and not tab.activations.layers  # nothing drawn yet
-    with qtbot.waitSignal(tab.classified, timeout=5000):
-        stroke(tab.canvas, line((70, 60), (210, 60)))
-    with qtbot.waitSignal(tab.classified, timeout=5000):
-        stroke(tab.canvas, line((210, 60), (120, 230)))
+    draw(qtbot, tab, line((70, 60), (210, 60)))
+    draw(qtbot, tab, line((210, 60), (120, 230)))
     assert_shows(tab, expected(tab, tab.canvas_image(), by_hand_lenet5))
     rows = tab.activations.rows
     conv = tab.model.net.features
@@ -90,7 +90,7 @@ def test_lenet5_activations_shown_equal_its_forward_pass_with_a_tile_per_channel
 
 def test_the_colours_drawn_are_the_values_colours(qtbot, tab, ckpts):
     load(qtbot, tab, ckpts["lenet5"])
-    stroke(tab.canvas, line((140, 40), (140, 240)))
+    draw(qtbot, tab, line((140, 40), (140, 240)))
     view = tab.activations
     row = view.rows[0]
     image = row.image.pixmap().toImage()
@@ -130,39 +130,69 @@ def test_deep_mlp_updates_while_drawing_and_clear_empties_the_view(qtbot, tab, c
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     QTest.mouseRelease(tab.canvas, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                        QPoint(140, 240))
-    stroke(tab.canvas, line((60, 140), (220, 140)))
+    draw(qtbot, tab, line((60, 140), (220, 140)))
     assert_shows(tab, expected(tab, tab.canvas_image(), by_hand_mlp))
     assert not np.array_equal(shown[0], tab.activations.layers[0].values)  # more strokes changed them
-    QTest.mouseClick(tab.clear_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(tab.classified, timeout=10_000):
+        QTest.mouseClick(tab.clear_button, Qt.MouseButton.LeftButton)
     assert tab.activations.layers == [] and tab.activations.placeholder.isVisible()
     assert not any(row.image.isVisible() for row in tab.activations.rows)
 
 
-def test_a_worker_pass_overtaken_by_a_strokes_end_is_dropped(qtbot, tab, ckpts):
+def test_a_strokes_end_overtakes_a_worker_pass_in_flight_and_is_never_dropped(qtbot, tab, ckpts):
     from PySide6.QtCore import QPointF
 
     from lit_opt.inference import preprocess
 
     load(qtbot, tab, ckpts["mlp"])
-    arrived = []
-    tab._pass_signals.passed.connect(lambda token, number, result: arrived.append(result))
+    arrived, shown = [], []
 
-    def draw(a, b):
+    def on_passed(token, number, result):
+        if token == tab._token:
+            arrived.append(result)
+
+    tab._pass_signals.passed.connect(on_passed)
+    tab.classified.connect(shown.append)
+
+    def draw_line(a, b):
         tab.canvas.draw_line(QPointF(*a), QPointF(*b))
         tab._timer.stop()  # the passes below are started by hand
 
-    tab._model_lock.acquire()  # hold the worker's pass until the stroke's end has been asked for
-    draw((140, 40), (140, 240))
-    with qtbot.waitSignal(tab._pass_signals.passed, timeout=10_000):
-        tab.classify_in_background()  # sees the first line only
-        draw((60, 140), (220, 140))
-        tab._model_lock.release()
-        tab.classify_now()  # the stroke's end: both lines, at once
-    final = preprocess(tab.canvas_image(), tab.model).picture
-    assert len(arrived) == 1 and not np.array_equal(arrived[0][1].picture, final)  # the stale pass
-    np.testing.assert_array_equal(tab.picture, final)  # ... was not shown
-    assert_shows(tab, expected(tab, tab.canvas_image(), by_hand_mlp))
-    assert not tab._busy
+    try:
+        tab._model_lock.acquire()  # hold the worker's pass until the stroke's end has been asked for
+        try:
+            draw_line((140, 40), (140, 240))
+            tab.classify_in_background()  # sees the first line only
+            draw_line((60, 140), (220, 140))
+            tab.classify_now()  # the stroke's end: both lines; it returns at once, waiting its turn
+            assert tab._busy and tab._queued is not None and shown == []
+        finally:
+            tab._model_lock.release()
+        # (`arrived` hears the worker's signal through an event of its own: wait for it, too)
+        qtbot.waitUntil(lambda: len(arrived) >= 2 and not tab.is_classifying, timeout=10_000)
+        final = preprocess(tab.canvas_image(), tab.model).picture
+        assert len(arrived) == 2
+        assert not np.array_equal(arrived[0][1].picture, final)  # the stale pass, first ...
+        np.testing.assert_array_equal(arrived[1][1].picture, final)  # ... then the stroke's end's
+        assert len(shown) == 1  # only the stroke's end's result was shown
+        np.testing.assert_array_equal(tab.picture, final)
+        assert_shows(tab, expected(tab, tab.canvas_image(), by_hand_mlp))
+
+        # Only a later pass of its kind drops a stroke's end's pass: Clear while it is in flight.
+        arrived.clear(), shown.clear()
+        tab._model_lock.acquire()
+        try:
+            draw_line((60, 60), (200, 200))
+            tab.classify_now()  # a stroke's end, held in flight
+            tab.clear()  # waits its turn; the stroke's end is stale now
+            assert tab._busy and tab._queued is not None and shown == []
+        finally:
+            tab._model_lock.release()
+        qtbot.waitUntil(lambda: len(arrived) >= 2 and not tab.is_classifying, timeout=10_000)
+        assert len(arrived) == 2 and shown == [None] and tab.probabilities is None
+        assert tab.activations.layers == [] and not tab._busy
+    finally:
+        tab._pass_signals.passed.disconnect(on_passed)
 
 
 def test_a_dropped_file_shows_its_activations_and_a_new_model_its_own_layers(qtbot, tab, ckpts,
@@ -172,7 +202,8 @@ def test_a_dropped_file_shows_its_activations_and_a_new_model_its_own_layers(qtb
     im = Image.new("L", (200, 200), 255)
     ImageDraw.Draw(im).line([(60, 50), (140, 40), (150, 90), (60, 160), (150, 160)], fill=0, width=14)
     im.save(path)
-    tab.classify_file(str(path))
+    with qtbot.waitSignal(tab.classified, timeout=10_000):
+        tab.classify_file(str(path))
     assert_shows(tab, expected(tab, path, by_hand_mlp))
     load(qtbot, tab, ckpts["lenet5"])  # the same picture through another net: five rows now
     assert_shows(tab, expected(tab, path, by_hand_lenet5))
@@ -180,7 +211,7 @@ def test_a_dropped_file_shows_its_activations_and_a_new_model_its_own_layers(qtb
 
 def test_resizing_relays_the_tiles_without_changing_the_values(qtbot, tab, ckpts):
     load(qtbot, tab, ckpts["lenet5"])
-    stroke(tab.canvas, line((100, 50), (180, 230)))
+    draw(qtbot, tab, line((100, 50), (180, 230)))
     before = [row.layout for row in tab.activations.rows]
     values = [row.shown_values().copy() for row in tab.activations.rows]
     tab.resize(1400, 820)
