@@ -139,6 +139,12 @@ class Steering(Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         self._trainer = trainer
         self._handles = []
+        if self.changes:  # otherwise at the first change: an unsteered run's steps pay nothing
+            self._hook(trainer)
+
+    def _hook(self, trainer) -> None:
+        if self._handles:
+            return
         for opt in trainer.optimizers:
             self._handles.append(opt.register_step_pre_hook(self._before_step))
             self._handles.append(opt.register_step_post_hook(self._after_step))
@@ -153,6 +159,7 @@ class Steering(Callback):
         for change in asked:
             pinned.update(change)
         self.changes = merge(self.changes, [pinned])
+        self._hook(trainer)
         if trainer.is_global_zero:
             for listener in self.listeners:
                 listener.on_steer(list(self.changes))
