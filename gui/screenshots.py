@@ -65,7 +65,7 @@ def take_screenshots(out_dir: Path, data_dir: Optional[str] = None, runs_root: O
         return 1
     wait_until(lambda: False, 0.6)  # a few more steps of the next epoch on the curves
     written = []
-    for view in window.views:  # every registered view: app-curves.png, app-gradients.png, ...
+    for view in window.views:  # every registered view: app-curves.png, app-diagnostics.png, ...
         window.tabs.setCurrentWidget(view)
         wait_until(lambda: False, 0.3)
         name = view.tab_title.lower().split()[0]
@@ -75,6 +75,9 @@ def take_screenshots(out_dir: Path, data_dir: Optional[str] = None, runs_root: O
     window.stop()
     wait_until(lambda: not window.is_running, 60)
     window.rescan()  # the run's checkpoint reaches the Draw tab
+    shot = _landscape_shot(window, out_dir / "app-landscape.png")
+    if shot is not None:
+        written.append(shot)
     drawn = _draw_shot(window, out_dir / "app-draw.png")
     if drawn is not None:
         written.append(drawn)
@@ -90,6 +93,28 @@ def take_screenshots(out_dir: Path, data_dir: Optional[str] = None, runs_root: O
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _landscape_shot(window, path: Path) -> Optional[Path]:
+    """The Landscape tab's line from the stopped run's initial weights to its best checkpoint."""
+    from gui.views.landscape import LandscapeView
+
+    view = window.view(LandscapeView)
+    shown = window.run_list.shown()
+    if not shown:
+        return None
+    window.run_list.select(shown[0])
+    window.tabs.setCurrentWidget(view)
+    view.mode.setCurrentIndex(0)  # line from init
+    done = []
+    view.computed.connect(done.append)
+    view.compute()
+    if not wait_until(lambda: bool(done), 300) or "error" in done[0]:
+        print(f"warning: no landscape picture: {done[0].get('error') if done else 'it took over 5 minutes'}")
+        return None
+    wait_until(lambda: False, 0.4)
+    window.grab().save(str(path))
+    return path
 
 
 def _compare_shot(window, runs: Path, out_dir: Path) -> Path:

@@ -170,19 +170,35 @@ def lock_run_dir(run_dir: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-# What a fresh run folder holds before its first training step: nothing a person made.
-_BEFORE_TRAINING = {LOCK_FILE, "config.yaml", "hparams.yaml"}
+# What a fresh run folder holds before its first training step: nothing a person made. The
+# TensorBoard logger's folder then holds its hyperparameters and an event file with no step
+# in it; init.pt is the net as it was built.
+_BEFORE_TRAINING = {LOCK_FILE, "config.yaml", "hparams.yaml", "init.pt"}
+_BOARD = "tensorboard"
+
+
+def _untrained_board(path: Path) -> bool:
+    return path.name == _BOARD and path.is_dir() and all(
+        p.is_file() and (p.name == "hparams.yaml" or p.name.startswith("events.out.tfevents."))
+        for p in path.iterdir())
 
 
 def remove_if_unused(run_dir: Path) -> None:
     """Remove a fresh run folder that a run refused before training left behind: only its lock
-    file and the config files written at setup, never a checkpoint or a log. Callers pass only
-    folders this process created for this run (never a resumed one)."""
+    file, the config files and initial weights written at setup and an empty TensorBoard log,
+    never a checkpoint or a log of a step. Callers pass only folders this process created for
+    this run (never a resumed one)."""
     run_dir = Path(run_dir)
-    if run_dir.is_dir() and all(p.name in _BEFORE_TRAINING and p.is_file() for p in run_dir.iterdir()):
+    if run_dir.is_dir() and all((p.name in _BEFORE_TRAINING and p.is_file()) or _untrained_board(p)
+                                for p in run_dir.iterdir()):
         release_run_locks(run_dir)
         for name in _BEFORE_TRAINING:
             (run_dir / name).unlink(missing_ok=True)
+        board = run_dir / _BOARD
+        if board.is_dir():
+            for p in board.iterdir():
+                p.unlink()
+            board.rmdir()
         run_dir.rmdir()
 
 
