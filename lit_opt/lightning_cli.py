@@ -131,7 +131,8 @@ class LitOptCLI(LightningCLI):
         if self.subcommand == "fit" or self._prepare_fit:
             self.run_dir = self._fit_run_dir(cfg)
             lock_run_dir(self.run_dir)  # released by the caller: run_trainer_command, FitJob.run
-            loggers = run_logger(self.run_dir) if trainer_cfg.get("logger") in (None, True) else []
+            loggers = (run_logger(self.run_dir, resumed_at=self._batches_in_checkpoint(cfg))
+                       if trainer_cfg.get("logger") in (None, True) else [])
             kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []),
                                    *run_callbacks(self.run_dir, self._listeners, cfg.run.get("steering"),
                                                   diagnostics=_plain_options(cfg.get("diagnostics")),
@@ -154,6 +155,16 @@ class LitOptCLI(LightningCLI):
                 isinstance(c, ProgressBar) for c in callbacks):
             kwargs["callbacks"] = [*callbacks, ThrottledProgressBar()]
         return super().instantiate_trainer(**kwargs)
+
+    def _batches_in_checkpoint(self, cfg) -> Optional[int]:
+        """The batches a resumed checkpoint had trained (the live stream's count), when it
+        continues in its own run folder; None for a fresh run or a branch."""
+        ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path
+        folder = run_dir_of_checkpoint(ckpt) if ckpt else None
+        if not self._ckpt or folder is None or folder.resolve() != Path(self.run_dir).resolve():
+            return None
+        state = (self._ckpt.get("callbacks") or {}).get("LiveStream") or {}
+        return int(state["batches"]) if state.get("batches") else None
 
     def _fit_run_dir(self, cfg) -> Path:
         ckpt = cfg.get("ckpt_path") or self._fit_ckpt_path

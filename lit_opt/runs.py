@@ -284,14 +284,18 @@ def run_callbacks(run_dir: Path, listeners: tuple = (), steering: Optional[list]
     ]
 
 
-def run_logger(run_dir: Path) -> list[Logger]:
+def run_logger(run_dir: Path, resumed_at: Optional[int] = None) -> list[Logger]:
     """metrics.csv, and TensorBoard's event files in RUN/tensorboard/ (`tensorboard --logdir
-    checkpoints` shows every run, with its model graph)."""
+    checkpoints` shows every run, with its model graph). A run resumed from a checkpoint taken
+    after `resumed_at` batches purges the events logged after it (TensorBoard's purge_step: the
+    reader drops earlier files' events from that step on), as metrics.csv and steps.csv are
+    trimmed, so no step is shown twice."""
     from lit_opt.metrics_logger import MetricsCSV
     from lit_opt.tensorboard_files import GraphSafeTensorBoard
 
+    purge = {"purge_step": int(resumed_at)} if resumed_at else {}
     return [MetricsCSV(run_dir), GraphSafeTensorBoard(save_dir=str(run_dir), name="tensorboard", version="",
-                                                      default_hp_metric=False)]
+                                                      default_hp_metric=False, **purge)]
 
 
 def stop_callback(trainer) -> Optional[StopOnRequest]:

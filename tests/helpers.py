@@ -26,6 +26,18 @@ class StopAtStep(Callback):
             stop_callback(trainer).request_stop()
 
 
+class CrashAtStep(Callback):
+    """A crash (not a stop) after the batch that reaches `step`: nothing saves a checkpoint for
+    it, as when a process is killed, so the run folder's last.ckpt is the previous epoch's."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError(f"crash at step {self.step}")
+
+
 def images_for(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
     """n distinct random uint8 images (N, *shape)."""
     rng = np.random.default_rng(seed)

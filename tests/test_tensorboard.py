@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lit_opt.jobs import prepare_fit
@@ -48,3 +49,30 @@ def test_the_confusion_image_shades_each_rows_share():
     assert image.shape == (2, 2, 3)
     assert image[0, 0] == pytest.approx([1 - 0.9 * 0.75, 1 - 0.7 * 0.75, 1 - 0.3 * 0.75])
     assert image[1].tolist() == [[1, 1, 1], [1, 1, 1]]  # a class never seen: white, not NaN
+
+
+def test_a_resumed_run_shows_each_step_once_in_tensorboard(real_data, tmp_path):
+    """A run that crashed in its second epoch (its events logged up to the crash, its last.ckpt
+    from the first epoch's end) resumes from last.ckpt: the steps logged after the checkpoint
+    are purged and logged again, so TensorBoard reads each step once, in order, as steps.csv."""
+    from lit_opt.cli import main
+
+    args = ["fit", "--data.data_dir", str(real_data), "--data.train_size", "600", "--data.val_size", "100",
+            "--data.batch_size", "100", "--model.net_args", "{hidden: shallow}", "--trainer.max_epochs", "2",
+            "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+            "--diagnostics.every", "1", "--run.root", str(tmp_path), "--run.name", "r", "--run.test", "false"]
+    crash = "[{class_path: tests.helpers.CrashAtStep, init_args: {step: 9}}]"
+    with pytest.raises(RuntimeError, match="crash at step 9"):
+        main([*args, "--trainer.callbacks", crash])
+    run = tmp_path / "r"
+    assert torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 6
+    logged = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    logged.Reload()
+    assert [e.step for e in logged.Scalars("train/loss_step")][-1] >= 6  # logged past the checkpoint (steps 0-5)
+    assert main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "last.ckpt"),
+                 "--trainer.callbacks", "[]"]) == 0
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    for tag in ("train/loss_step", "layers/update_ratio/dense 784->100"):
+        steps = [e.step for e in events.Scalars(tag)]
+        assert steps == list(range(12)), tag  # 12 batches, each once, in order
