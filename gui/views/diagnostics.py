@@ -29,11 +29,26 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 from gui.views import RunView
 from gui.views.curves import PALETTE
 
-LAYER_PLOTS = (  # series, plot title (its question), y label
-    ("train/update_ratio", "is the lr right per layer? update / weight norm (guide: 1e-3)", "||dw|| / ||w||"),
-    ("train/grad_norm", "which layers learn? gradient norm per layer", "||g||"),
-    ("train/weight_norm", "do weights grow or shrink? weight norm per layer", "||w||"),
+LAYER_PLOTS = (  # series, plot title (its question, short: a title sets its column's minimum width), y label
+    ("train/update_ratio", "lr right per layer? ||dw|| / ||w|| (guide 1e-3)", "||dw|| / ||w||"),
+    ("train/grad_norm", "which layers learn? gradient norm", "||g||"),
+    ("train/weight_norm", "weights growing or shrinking? weight norm", "||w||"),
 )
+
+
+class LogAxis(pg.AxisItem):
+    """A log axis labelled at 1, 2 and 5 times each power of ten only: pyqtgraph labels every
+    minor tick, and on a plot this small they overlap."""
+
+    def tickStrings(self, values, scale, spacing):
+        strings = super().tickStrings(values, scale, spacing)
+        if not self.logMode:
+            return strings
+        keep = []
+        for v, text in zip(values, strings):
+            mantissa = round(10 ** (v - np.floor(v)), 3)
+            keep.append(text if mantissa in (1.0, 2.0, 5.0) else "")
+        return keep
 HISTOGRAMS = {"hist/weights": "weights", "hist/grads": "gradients", "hist/step_size": "log10 step size |dw|/|g|"}
 GRID = 64  # rows of the heat map: every histogram re-binned onto one y grid
 
@@ -77,11 +92,12 @@ class DiagnosticsView(RunView):
         layout.addWidget(self.graphics, 1)
         self.plots: dict[str, pg.PlotItem] = {}
         for i, (name, title, ylabel) in enumerate(LAYER_PLOTS):
-            plot = self.graphics.addPlot(row=i // 2, col=i % 2)
+            plot = self.graphics.addPlot(row=i // 2, col=i % 2, axisItems={"left": LogAxis("left")})
             plot.setTitle(title, size="9pt")
             plot.setLabel("left", ylabel)
             plot.setLabel("bottom", "batch")
-            plot.setLogMode(y=True)
+            # ratios and gradient norms span decades: log axes; weight norms move by a few times: linear
+            plot.setLogMode(y=name != "train/weight_norm")
             plot.showGrid(x=True, y=True, alpha=0.25)
             plot.getAxis("left").enableAutoSIPrefix(False)
             self.plots[name] = plot
@@ -92,8 +108,8 @@ class DiagnosticsView(RunView):
         self.legend = QLabel("")  # the layers' colours, the same in every plot
         self.legend.setWordWrap(True)
         layout.insertWidget(1, self.legend)
-        self.opt_plot = self.graphics.addPlot(row=1, col=1)
-        self.opt_plot.setTitle("what did the optimizer use? lr (left, log) and momentum / beta2", size="9pt")
+        self.opt_plot = self.graphics.addPlot(row=1, col=1, axisItems={"left": LogAxis("left")})
+        self.opt_plot.setTitle("what it used: lr (blue), momentum, beta2 (red)", size="9pt")
         self.opt_plot.setLabel("bottom", "batch")
         self.opt_plot.setLabel("left", "lr")
         self.opt_plot.setLogMode(y=True)
@@ -105,7 +121,11 @@ class DiagnosticsView(RunView):
         self.opt_plot.scene().addItem(self.momentum_box)
         self.opt_plot.getAxis("right").linkToView(self.momentum_box)
         self.opt_plot.getAxis("right").setLabel("momentum")
+        self.opt_plot.getAxis("right").setLogMode(False)  # the plot's log mode is the lr's, not this axis's
         self.momentum_box.setXLink(self.opt_plot)
+        self.momentum_box.setYRange(0.0, 1.0, padding=0.02)  # momentum and betas live in [0, 1)
+        self.momentum_box.enableAutoRange(axis=pg.ViewBox.YAxis, enable=False)
+        self.opt_plot.getAxis("right").enableAutoSIPrefix(False)
         self.opt_plot.vb.sigResized.connect(lambda: self.momentum_box.setGeometry(self.opt_plot.vb.sceneBoundingRect()))
         self.momentum_curve = pg.PlotDataItem(pen=pg.mkPen("#d62728", width=2))
         self.beta2_curve = pg.PlotDataItem(pen=pg.mkPen("#d62728", width=1, style=pg.QtCore.Qt.PenStyle.DashLine))
@@ -121,9 +141,8 @@ class DiagnosticsView(RunView):
                                                 symbolBrush="#9467bd", symbolPen=None, name="sharpness")
         dashed = pg.mkPen("#333333", width=1, style=pg.QtCore.Qt.PenStyle.DashLine)
         self.threshold_curve = self.sharp_plot.plot(pen=dashed, name="stability threshold")
-        self.graphics.ci.layout.setRowStretchFactor(2, 1)
-        self.graphics.ci.layout.setRowStretchFactor(0, 2)
-        self.graphics.ci.layout.setRowStretchFactor(1, 2)
+        self.graphics.ci.removeItem(self.sharp_plot)  # shown once a run has sharpness values
+        self._sharp_shown = False
 
         # the histogram heat map, with what and which layer to show
         controls = QWidget()
@@ -210,11 +229,12 @@ class DiagnosticsView(RunView):
                 if not len(x) or y.ndim != 2 or y.shape[1] <= i:
                     item.setData([], [])
                     continue
-                ok = np.isfinite(y[:, i]) & (y[:, i] > 0)  # a log axis: zero and NaN are not drawn
+                ok = np.isfinite(y[:, i]) & (y[:, i] > 0)  # log axes: zero and NaN are not drawn
                 item.setData(x[ok], y[ok, i])
         x, lr = rec.step_series("train/lr")
         ok = np.isfinite(lr) & (lr > 0)
         self.lr_curve.setData(x[ok], lr[ok])
+        self.momentum_box.setGeometry(self.opt_plot.vb.sceneBoundingRect())  # before its first resize
         self.momentum_curve.setData(*rec.step_series("train/momentum"))
         self.beta2_curve.setData(*rec.step_series("train/beta2"))
         self._draw_sharpness(rec)
@@ -223,6 +243,12 @@ class DiagnosticsView(RunView):
 
     def _draw_sharpness(self, rec) -> None:
         x, sharp = rec.step_series("train/sharpness")
+        if bool(len(x)) != self._sharp_shown:  # its row only when there is something to draw
+            if len(x):
+                self.graphics.addItem(self.sharp_plot, row=2, col=0, colspan=2)
+            else:
+                self.graphics.ci.removeItem(self.sharp_plot)
+            self._sharp_shown = bool(len(x))
         self.sharp_curve.setData(x, sharp)
         self.threshold_curve.setData(*rec.step_series("train/stability_threshold"))
         if not len(x):
