@@ -29,6 +29,21 @@ NOTE = "note.txt"  # the user's free-text note about a run, kept in its folder
 STATUSES = ("running", "stopped", "finished", "diverged", "failed")
 
 
+def optimizer_values(model: dict) -> dict:
+    """A run's optimizer settings complete with the registry's defaults (lr, momentum or betas,
+    weight decay, ...), from its config's model section; {} when they do not validate."""
+    from lit_opt.optim import registry
+
+    args = dict(model.get("optimizer_args") or {})
+    for key in ("lr", "weight_decay"):
+        if model.get(key) is not None:
+            args[key] = model[key]
+    try:
+        return registry.validate(model.get("optimizer") or "sgd", **args)
+    except (ValueError, TypeError):
+        return {}
+
+
 @dataclass
 class RunRecord:
     run_dir: Path

@@ -61,8 +61,12 @@ def weight_images(layer: nn.Module, input_shape: Sequence[int]) -> torch.Tensor:
     Dense layer on images: each unit's weights reshaped to the input's H x W (channels
     averaged); conv layer: each filter's kernel (input channels averaged).
     """
-    w = layer.weight.detach().float().cpu()
-    if isinstance(layer, nn.Conv2d):
+    return weight_tiles(layer.weight.detach().float().cpu(), input_shape)
+
+
+def weight_tiles(w: torch.Tensor, input_shape: Sequence[int]) -> torch.Tensor:
+    """`weight_images` of a weight tensor itself: (out, in) dense or (out, in, kh, kw) conv."""
+    if w.dim() == 4:
         return w.mean(dim=1)
     c, h, width = input_shape
     if w.shape[1] != c * h * width:

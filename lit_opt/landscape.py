@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from lit_opt.errors import EXIT_BAD_INPUT, CheckpointError, ConfigError, LitOptError
+from lit_opt.threads import threads_problem, torch_threads
 
 NOTE = ("loss: cross-entropy without the L2 penalty; net in eval mode (dropout off, BatchNorm on its "
         "running statistics)")
@@ -389,21 +390,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.threads < 0:
-        print(f"error: --threads must be 0 (torch's default) or a number of threads >= 1; got {args.threads}",
-              file=sys.stderr)
+    problem = threads_problem(args.threads)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
-        result = landscape(args.ckpt_path, args.to, args.plane, args.steps, args.train_samples,
-                           args.test_samples, args.seed, args.batch_size, args.data_dir)
+        with torch_threads(args.threads):
+            result = landscape(args.ckpt_path, args.to, args.plane, args.steps, args.train_samples,
+                               args.test_samples, args.seed, args.batch_size, args.data_dir)
     except LitOptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    finally:  # called in-process (tests, programs): leave the caller's setting as it was
-        torch.set_num_threads(threads)
     files = write_outputs(result, Path(args.out))
     about = {**result["about"], "files": files}
     rows = result["rows"]

@@ -125,23 +125,19 @@ def _text(r: dict) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    if args.threads < 0:
-        print(f"error: --threads must be 0 (torch's default) or a number of threads >= 1; got {args.threads}",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
-    import torch
+    from lit_opt.threads import threads_problem, torch_threads
 
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    problem = threads_problem(args.threads)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
-        result = sharpness(args.ckpt_path, args.samples, args.seed, args.probes, args.tol, args.max_iter,
-                           args.batch_size, args.data_dir, args.probe_chunk)
+        with torch_threads(args.threads):
+            result = sharpness(args.ckpt_path, args.samples, args.seed, args.probes, args.tol, args.max_iter,
+                               args.batch_size, args.data_dir, args.probe_chunk)
     except LitOptError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    finally:  # called in-process (tests, programs): leave the caller's setting as it was
-        torch.set_num_threads(threads)
     print(json.dumps(result) if args.json else _text(result))
     return 0
 

@@ -66,26 +66,24 @@ def normalized(images: torch.Tensor, data_info: dict) -> torch.Tensor:
 def training_subset(ckpt: dict, samples: int, seed: int = 0, data_dir: Optional[str] = None,
                     option: str = "--samples"):
     """(x, y, about): `samples` seeded images of the run's training split, normalized."""
-    check_samples(samples, option)
-    dm = datamodule_of(ckpt, data_dir)
-    dm.prepare_data()
-    dm.setup("fit")
-    images, labels, n = _draw(*dm.train_set, samples, seed, option, "training split")
-    info = ckpt["hyper_parameters"]["data_info"]
-    return normalized(images, info), labels, {"split": "train", "dataset": dm.name, "samples": samples,
-                                               "of": n, "seed": seed}
+    return _subset(ckpt, "train", samples, seed, data_dir, option)
 
 
 def test_subset(ckpt: dict, samples: int, seed: int = 0, data_dir: Optional[str] = None,
                 option: str = "--test_samples"):
     """(x, y, about): `samples` seeded images of the official test set, normalized."""
+    return _subset(ckpt, "test", samples, seed, data_dir, option)
+
+
+def _subset(ckpt: dict, split: str, samples: int, seed: int, data_dir: Optional[str], option: str):
     check_samples(samples, option)
     dm = datamodule_of(ckpt, data_dir)
     dm.prepare_data()
-    dm.setup("test")
-    images, labels, n = _draw(*dm.test_set, samples, seed, option, "test set")
+    dm.setup("fit" if split == "train" else "test")
+    pair, what = (dm.train_set, "training split") if split == "train" else (dm.test_set, "test set")
+    images, labels, n = _draw(*pair, samples, seed, option, what)
     info = ckpt["hyper_parameters"]["data_info"]
-    return normalized(images, info), labels, {"split": "test", "dataset": dm.name, "samples": samples,
+    return normalized(images, info), labels, {"split": split, "dataset": dm.name, "samples": samples,
                                                "of": n, "seed": seed}
 
 

@@ -122,15 +122,9 @@ def weight_image(weight: np.ndarray, input_shape, scale: int = 2, max_units: int
     layer's filters), red positive, blue negative, white 0 and between tiles."""
     import torch
 
-    from lit_opt.artifacts import mosaic
+    from lit_opt.artifacts import mosaic, weight_tiles
 
-    w = torch.as_tensor(weight, dtype=torch.float32)
-    if w.dim() == 4:  # conv: out x in x kh x kw, input channels averaged
-        images = w.mean(dim=1)
-    else:
-        c, h, width = input_shape
-        images = w.view(w.shape[0], c, h, width).mean(dim=1) if w.shape[1] == c * h * width else \
-            w.view(w.shape[0], 1, -1)
+    images = weight_tiles(torch.as_tensor(weight, dtype=torch.float32), input_shape)  # as weights.png
     grid, _ = mosaic(images[:max_units])
     v = grid.numpy()
     limit = np.nanmax(np.abs(v)) or 1.0

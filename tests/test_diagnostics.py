@@ -107,9 +107,14 @@ def test_measuring_changes_nothing_about_the_run(real_data, tmp_path):
     off = torch.load(tmp_path / "off" / "last.ckpt", map_location="cpu", weights_only=True)
     for key in on["state_dict"]:
         torch.testing.assert_close(on["state_dict"][key], off["state_dict"][key], rtol=0, atol=0)
-    with (tmp_path / "off" / "steps.csv").open() as f:
-        header = next(csv.reader(f))
-    assert not any("update" in c for c in header) and not (tmp_path / "off" / "histograms.jsonl").exists()
+    headers = {}
+    for name in ("on", "off"):
+        with (tmp_path / name / "steps.csv").open() as f:
+            headers[name] = next(csv.reader(f))
+    # the "on" run did measure, at every step; the "off" run did not
+    assert sum(bool(r.get("train/update_norm[dense 784->100]")) for r in _steps(tmp_path / "on").values()) == 6
+    assert len(read_histograms(tmp_path / "on")[0]) == 6
+    assert not any("update" in c for c in headers["off"]) and not (tmp_path / "off" / "histograms.jsonl").exists()
 
 
 def test_sharpness_and_the_threshold_reach_steps_csv_and_every_step_is_in_last_ckpt(real_data, tmp_path):

@@ -26,6 +26,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from gui.records import optimizer_values
 from gui.views import RunView
 from gui.views.curves import PALETTE
 
@@ -264,12 +265,8 @@ class DiagnosticsView(RunView):
         from lit_opt.hessian import stability_threshold  # torch is loaded: a run with sharpness exists
 
         model = rec.config.get("model") or {}
-        args = model.get("optimizer_args") or {}
-        from lit_opt.optim import registry
-
+        values = optimizer_values(model)
         try:
-            given = {**args, **({"lr": model["lr"]} if model.get("lr") else {})}
-            values = registry.validate(model.get("optimizer") or "sgd", **given)
             _, text = stability_threshold(model.get("optimizer") or "sgd", float(values.get("lr") or 0.0),
                                           float(values.get("momentum") or 0.0), bool(values.get("nesterov")))
         except Exception:  # noqa: BLE001 - a label, never an error

@@ -19,6 +19,8 @@ from typing import Optional
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QWidget
 
+from gui.records import optimizer_values
+
 
 class SteerBox(QWidget):
     apply_requested = Signal(object)  # {"lr_factor"?, "momentum"?, "weight_decay"?}
@@ -59,7 +61,7 @@ class SteerBox(QWidget):
         for edit in (self.lr, self.momentum, self.weight_decay):
             edit.clear()
         model = (config or {}).get("model") or {}
-        values = _optimizer_values(model)
+        values = optimizer_values(model)
         self.base_lr = values.get("lr")
         self.scheduled = (model.get("scheduler") or "constant") != "constant"
         self.lr_label.setText("lr x" if self.scheduled else "lr")
@@ -120,17 +122,3 @@ def _number(edit: QLineEdit, name: str) -> Optional[float]:
     if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, not {text!r}")
     return value
-
-
-def _optimizer_values(model: dict) -> dict:
-    """The optimizer's lr, momentum/betas and weight decay as the run was configured."""
-    from lit_opt.optim import registry
-
-    args = dict(model.get("optimizer_args") or {})
-    for key in ("lr", "weight_decay"):
-        if model.get(key) is not None:
-            args[key] = model[key]
-    try:
-        return registry.validate(model.get("optimizer") or "sgd", **args)
-    except (ValueError, TypeError):
-        return {}
