@@ -146,12 +146,14 @@ class ShuffledBatches:
         mine = self.permutation(epoch)[self.rank::self.world_size].to(self.images.device)
         while self.pos < len(self):
             idx = mine[self.pos * self.batch_size:(self.pos + 1) * self.batch_size]
-            images = self.images[idx]
+            # index_select, not images[idx]: the same rows, gathered about 7x faster on the CPU
+            # (advanced indexing takes a general path; docs/performance.md).
+            images = self.images.index_select(0, idx)
             if self.augment:
                 images = random_crop_flip(images, 4, torch.Generator().manual_seed(_mix(self.seed, epoch, self.pos)))
             self.pos += 1
             self.last_indices = idx
-            yield images, self.labels[idx]
+            yield images, self.labels.index_select(0, idx)
 
     # Lightning saves these in the checkpoint (the loader is `_Stateful`) and restores them.
     def state_dict(self) -> dict:

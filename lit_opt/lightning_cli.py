@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from lit_opt.callbacks import ThrottledProgressBar
 from lit_opt.data import ClassificationDataModule
+from lit_opt.internals import skip_unused_hooks
 from lit_opt.diagnostics.layer_updates import EVERY, HISTOGRAMS_EVERY
 from lit_opt.module import ClassifierModule
 from lit_opt.runs import (
@@ -154,7 +155,9 @@ class LitOptCLI(LightningCLI):
         if cfg.trainer.get("enable_progress_bar") is not False and not any(
                 isinstance(c, ProgressBar) for c in callbacks):
             kwargs["callbacks"] = [*callbacks, ThrottledProgressBar()]
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        skip_unused_hooks(trainer.callbacks)
+        return trainer
 
     def _batches_in_checkpoint(self, cfg) -> Optional[int]:
         """The batches a resumed checkpoint had trained (the live stream's count), when it

@@ -182,6 +182,13 @@ class ClassifierModule(L.LightningModule):
             return torch.zeros((), device=self.device)
         return self.hparams.l2 * torch.stack([p.pow(2).sum() for p in self.decay_params]).sum()
 
+    def with_penalty(self, ce: torch.Tensor) -> torch.Tensor:
+        """The training loss: `ce` plus the L2 penalty, or `ce` itself when there is none (no
+        zero tensor made and added every step)."""
+        if self.hparams.l2 == 0 or not self.decay_params:
+            return ce
+        return ce + self.l2_penalty()
+
     def data_loss(self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         if y.numel() == 0:
             # A DDP rank's empty last batch: zero loss that still reaches every parameter, so

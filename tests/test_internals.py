@@ -86,3 +86,48 @@ def test_no_other_module_reads_a_private_attribute_of_lightning_or_torch():
                         base.endswith(("fit_loop", "epoch_loop", "_logger_connector")):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {base}.{node.attr}")
     assert not offenders, offenders
+
+
+class _Counts(Callback):
+    def __init__(self):
+        self.ends = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.ends += 1
+
+
+def test_hooks_a_callback_does_not_override_are_skipped_and_its_own_still_run():
+    """skip_unused_hooks leaves Lightning nothing to call for the base class's empty per-batch
+    hooks (a release that calls every attribute would fail here with 'NoneType is not
+    callable'), while the hooks a callback overrides still run every batch."""
+    counts = _Counts()
+    internals.skip_unused_hooks([counts])
+    assert counts.on_train_batch_start is None and counts.on_before_backward is None
+    assert callable(counts.on_train_batch_end)  # overridden: untouched
+    trainer = L.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                        enable_checkpointing=False, callbacks=[counts])
+    trainer.fit(_Tiny())
+    assert counts.ends == 6  # 3 batches x 2 epochs
+    assert type(counts).on_train_batch_start is Callback.on_train_batch_start  # the class is unchanged
+
+
+def test_every_callback_of_a_fit_skips_the_hooks_it_does_not_use(tmp_path):
+    """The CLI prunes the whole list it builds: lit_opt's callbacks, both checkpoints, the bar."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lit_opt.jobs import prepare_fit
+    from lit_opt.stream import LiveStream
+
+    job = prepare_fit({"trainer": {"max_epochs": 1, "accelerator": "cpu"}, "model": {"net": "linear"},
+                       "data": {"name": "mnist", "data_dir": str(tmp_path), "download": False},
+                       "run": {"root": str(tmp_path)}})
+    try:
+        callbacks = job.trainer.callbacks
+        stream = next(cb for cb in callbacks if isinstance(cb, LiveStream))
+        assert stream.on_before_backward is None and callable(stream.on_train_batch_end)
+        checkpoints = [cb for cb in callbacks if isinstance(cb, ModelCheckpoint)]
+        assert len(checkpoints) == 2 and all(cb.on_train_batch_start is None for cb in checkpoints)
+        skipped = sum(getattr(cb, name) is None for cb in callbacks for name in internals.PER_BATCH_HOOKS)
+        assert skipped >= 5 * len(callbacks)  # most hooks of most callbacks
+    finally:
+        job.release()

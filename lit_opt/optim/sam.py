@@ -22,14 +22,14 @@ class Closure(TrainingStep):
     def training_step(self, module, x, y, batch_idx: int):
         logits = module(x)
         ce = module.data_loss(logits, y)
-        loss = ce + module.l2_penalty()
+        loss = module.with_penalty(ce)
         opt = module.optimizers()
         opt.zero_grad()
         module.manual_backward(loss)
 
         def closure():
             with frozen_batchnorm_stats(module.net):
-                second = module.data_loss(module(x), y) + module.l2_penalty()
+                second = module.with_penalty(module.data_loss(module(x), y))
             module.manual_backward(second)
             return second
 

@@ -9,7 +9,7 @@
   step whose closure recomputes the loss at the perturbed weights.
 
 The module (lit_opt/module.py) keeps the net, the loss, the penalty and the metrics; a
-strategy calls `module.data_loss`, `module.l2_penalty` and `module.record_train_batch`, and
+strategy calls `module.data_loss`, `module.with_penalty` and `module.record_train_batch`, and
 keeps whatever state its kind of step needs (gd's accumulated gradient) in checkpoints.
 """
 

@@ -9,6 +9,6 @@ class Standard(TrainingStep):
     def training_step(self, module, x, y, batch_idx: int):
         logits = module(x)
         ce = module.data_loss(logits, y)
-        loss = ce + module.l2_penalty()
+        loss = module.with_penalty(ce)
         module.record_train_batch(loss, ce, logits, y)
         return loss
