@@ -67,3 +67,17 @@ def test_matrix_optimizers_are_not_offered(playground):
     offered = [combo.itemText(i) for i in range(combo.count())]
     assert "muon" in optim.names() and "muon" not in offered
     assert set(offered) == {n for n in optim.names() if not optim.info(n).needs_matrices}
+
+
+def test_a_hidden_playground_draws_its_paths_at_once_without_animating(qtbot):
+    """The window computes the preset while another tab is showing: the paths are complete at
+    once and no animation timer runs behind the user's training run."""
+    widget = Playground()
+    qtbot.addWidget(widget)  # never shown
+    widget.steps.setValue(60)
+    finished = []
+    widget.animation_finished.connect(lambda: finished.append(True))
+    widget.set_ready()
+    assert not widget.is_animating() and finished == [True]
+    for item, traj in zip(widget.path_items, widget.trajectories):
+        assert _drawn(item) == len(traj.points)
