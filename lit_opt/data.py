@@ -174,7 +174,9 @@ class ClassificationDataModule(L.LightningDataModule):
         batch_size: training batch size.
         eval_batch_size: batch size for validation and test (no gradients: larger is faster).
         val_size: images carved off the training set for validation (seeded by split_seed);
-            the official test set is used only by `test`.
+            the official test set is used only by `test`. 0: no validation split: training
+            uses every training image, and a run has no validation pass and no best.ckpt
+            (the fast recipes' setting: their accuracy is the test set's, after training).
         train_size: use only this many training images (after the validation split); None: all.
         test_size: use only the first this many test images; None: all.
         augment: random crop (pad 4) + horizontal flip; None: the dataset's default (on for CIFAR).
@@ -197,7 +199,7 @@ class ClassificationDataModule(L.LightningDataModule):
         super().__init__()
         self.spec = get_spec(name)
         for field, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
-                                  ("val_size", val_size, 1), ("train_size", train_size, 1),
+                                  ("val_size", val_size, 0), ("train_size", train_size, 1),
                                   ("test_size", test_size, 1)):
             if value is not None and value < low:
                 raise ConfigError(f"data.{field} must be an integer >= {low}, got {value}")

@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from lit_opt.callbacks import ThrottledProgressBar
 from lit_opt.data import ClassificationDataModule
+from lit_opt.errors import ConfigError
 from lit_opt.internals import skip_unused_hooks
 from lit_opt.diagnostics.layer_updates import EVERY, HISTOGRAMS_EVERY
 from lit_opt.module import ClassifierModule
@@ -123,6 +124,9 @@ class LitOptCLI(LightningCLI):
             if self._ckpt is None:
                 self._ckpt = _read_checkpoint(ckpt)
             check_checkpoint_dataset(ckpt, self._ckpt, cfg.data.name)
+        if cfg.get("data") and cfg.data.get("val_size") == 0 and cfg.model.get("early_stopping") is not None:
+            raise ConfigError("model.early_stopping watches val/acc, and data.val_size 0 leaves no "
+                              "validation set; give data.val_size > 0 or set early_stopping to null")
         if self.subcommand and cfg.get("weights_only", False) is None:
             cfg["weights_only"] = True  # resume and evaluate without unpickling code
 
@@ -134,10 +138,13 @@ class LitOptCLI(LightningCLI):
             lock_run_dir(self.run_dir)  # released by the caller: run_trainer_command, FitJob.run
             loggers = (run_logger(self.run_dir, resumed_at=self._batches_in_checkpoint(cfg))
                        if trainer_cfg.get("logger") in (None, True) else [])
+            validating = cfg.data.get("val_size") != 0
+            if not validating:  # data.val_size 0: every training image trains; nothing to validate on
+                kwargs["limit_val_batches"], kwargs["num_sanity_val_steps"] = 0, 0
             kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []),
                                    *run_callbacks(self.run_dir, self._listeners, cfg.run.get("steering"),
                                                   diagnostics=_plain_options(cfg.get("diagnostics")),
-                                                  loggers=tuple(loggers))]
+                                                  loggers=tuple(loggers), validation=validating)]
             if loggers:
                 kwargs["logger"] = loggers
             kwargs["default_root_dir"] = str(self.run_dir)

@@ -87,6 +87,24 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(x))
 
 
+class FastCNN(nn.Module):
+    """The final net of tuomaso/train_mnist_fast (notebook 8_Final_00s76): conv 24@5x5,
+    max-pool, ReLU, conv 32@3x3, max-pool, ReLU, dense 256, classes; pooling before the
+    activation, no padding, as there."""
+
+    def __init__(self, input_shape, num_classes, dropout: float = 0.0):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(input_shape[0], 24, 5), nn.MaxPool2d(2), nn.ReLU(),
+            nn.Conv2d(24, 32, 3), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten())
+        with torch.no_grad():
+            n_flat = self.features(torch.zeros(1, *input_shape)).shape[1]
+        self.classifier = nn.Sequential(*_dense_stack([n_flat, 256, num_classes], dropout))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
 class _Residual(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -124,7 +142,8 @@ class CifarResNet(nn.Module):
 
 
 # The builders, one per net declared in lit_opt/declarations/nets.py (a test keeps them in step).
-NETS = {"linear": linear, "mlp": mlp, "dense784": dense784, "lenet5": LeNet5, "cifar_resnet": CifarResNet}
+NETS = {"linear": linear, "mlp": mlp, "dense784": dense784, "lenet5": LeNet5, "fast_cnn": FastCNN,
+        "cifar_resnet": CifarResNet}
 
 
 def options(name: str) -> dict[str, object]:

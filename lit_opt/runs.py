@@ -247,11 +247,12 @@ def release_run_locks(run_dir: Optional[Path] = None, new_since: Optional[set[Pa
 
 
 def run_callbacks(run_dir: Path, listeners: tuple = (), steering: Optional[list] = None,
-                  diagnostics: Optional[dict] = None, loggers: tuple = ()) -> list[Callback]:
+                  diagnostics: Optional[dict] = None, loggers: tuple = (), validation: bool = True) -> list[Callback]:
     """Checkpointing, divergence guard, stop-on-request, epoch summary, run files, steering
     (`steering`: the config's `run.steering` changes, lit_opt/steering.py), and the live stream
     (lit_opt/stream.py; its sources configured by the `diagnostics` options) to the run
-    folder's own files, to TensorBoard (when `loggers` has run_logger's), and to `listeners`."""
+    folder's own files, to TensorBoard (when `loggers` has run_logger's), and to `listeners`.
+    Without `validation` (data.val_size 0) there is no best.ckpt, only last.ckpt."""
     from lit_opt.diagnostics import default_sources
     from lit_opt.initial_weights import InitialWeights
     from lit_opt.steering import Steering
@@ -275,8 +276,8 @@ def run_callbacks(run_dir: Path, listeners: tuple = (), steering: Optional[list]
         InitialWeights(run_dir),  # init.pt: the line from the initial weights (lit_opt/landscape.py)
         DivergenceGuard(),
         StopOnRequest(),
-        ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
-                        auto_insert_metric_name=False, enable_version_counter=False),
+        *([ModelCheckpoint(dirpath=run_dir, filename="best", monitor="val/acc", mode="max", save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)] if validation else []),
         # Unmonitored, so it refreshes every epoch (a monitored one only refreshes last.ckpt
         # when the monitored value improves).
         ModelCheckpoint(dirpath=run_dir, filename="last", monitor=None, save_top_k=1,

@@ -54,8 +54,9 @@ def build_scheduler(name: str, args: dict[str, Any], optimizer: torch.optim.Opti
     else:
         raise ConfigError("the onecycle schedule needs a Trainer with max_epochs")
     max_lr = [g["lr"] for g in optimizer.param_groups]
-    return sched.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total, 1),
-                            pct_start=args["pct_start"]), "step"
+    return sched.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total, 1), pct_start=args["pct_start"],
+                            cycle_momentum=args["cycle_momentum"], div_factor=args["div_factor"],
+                            final_div_factor=args["final_div_factor"]), "step"
 
 
 def schedule_ended(scheduler) -> bool:

@@ -204,10 +204,17 @@ def test_unknown_dataset_lists_the_choices():
         ClassificationDataModule("svhn")
 
 
-@pytest.mark.parametrize("field", ["batch_size", "val_size", "eval_batch_size"])
-def test_sizes_below_one_are_rejected_naming_the_field(field):
-    with pytest.raises(ConfigError, match=f"data.{field}"):
-        ClassificationDataModule("mnist", **{field: 0})
+@pytest.mark.parametrize("field, low", [("batch_size", 1), ("val_size", 0), ("eval_batch_size", 1)])
+def test_sizes_below_their_least_are_rejected_naming_the_field(field, low):
+    with pytest.raises(ConfigError, match=f"data.{field} must be an integer >= {low}"):
+        ClassificationDataModule("mnist", **{field: low - 1})
+
+
+def test_val_size_0_trains_on_every_training_image(tmp_path, monkeypatch):
+    make_dataset("mnist", tmp_path, monkeypatch)
+    dm = ClassificationDataModule("mnist", data_dir=str(tmp_path), val_size=0)
+    dm.setup("fit")
+    assert len(dm.train_set[1]) == N_TRAIN and len(dm.val_set[1]) == 0
 
 
 def test_validation_split_must_leave_training_images(tmp_path, monkeypatch):

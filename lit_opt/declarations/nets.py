@@ -27,6 +27,7 @@ NETS: dict[str, NetSpec] = {n.name: n for n in (
     NetSpec("lenet5", "conv 6@5x5, pool, conv 16@5x5, pool, fc 120-84 (seed 004)",
             (H("pool", str, "max", choices=("max", "avg"), help="pooling after each conv layer"),
              H("activation", str, "relu", choices=("relu", "tanh"), help="activation function"))),
+    NetSpec("fast_cnn", "conv 24@5x5, pool, conv 32@3x3, pool, fc 256 (tuomaso/train_mnist_fast's final net)"),
     NetSpec("cifar_resnet", "a small residual CNN for 32x32 colour images",
             (H("width", int, 32, low=1, help="channels of the first stage (doubling per stage)"),)),
 )}

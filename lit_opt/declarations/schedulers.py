@@ -12,5 +12,10 @@ SCHEDULER_OPTIONS: dict[str, tuple[H, ...]] = {
                help="factor applied to the learning rate at each drop")),
     "cosine": (H("eta_min", float, 0.0, low=0.0, help="learning rate at the end of the cosine"),),
     "onecycle": (H("pct_start", float, 0.3, low=0.0, high=1.0, low_inclusive=False,
-                   help="share of the steps spent warming up"),),
+                   help="share of the steps spent warming up"),
+                 H("cycle_momentum", bool, True,
+                   help="also cycle momentum (SGD's, Adam's beta1) inversely to the rate, as torch does by default"),
+                 H("div_factor", float, 25.0, low=1.0, help="the starting rate is the peak rate / div_factor"),
+                 H("final_div_factor", float, 1e4, low=1.0,
+                   help="the final rate is the starting rate / final_div_factor")),
 }
