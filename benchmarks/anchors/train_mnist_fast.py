@@ -94,9 +94,11 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_s
 
 def load(data_dir: str, device: torch.device, seed: int):
     """(train images in a seeded shuffled order, their labels, test images, test labels), normalized, on `device`."""
+    from pathlib import Path
+
     from lit_opt.datasets import get_spec, load_split
 
-    spec = get_spec("mnist")
+    spec, data_dir = get_spec("mnist"), Path(data_dir)
     images, labels, _ = load_split(spec, data_dir, train=True)
     test_images, test_labels, _ = load_split(spec, data_dir, train=False)
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
