@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 
 def _anchor(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "anchors" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"anchor_{name}", ROOT / "benchmarks" / "anchors" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[f"anchor_{name}"] = module  # (dataclasses look their module up)
     spec.loader.exec_module(module)
     return module
 

@@ -24,6 +24,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from lit_opt.augment import Augmentation
 from lit_opt.datasets import (
     ensure_available,
     get_spec,
@@ -116,10 +117,15 @@ class ShuffledBatches:
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, seed: int,
                  augment: bool = False, epoch_fn: Optional[Callable[[], int]] = None,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, augmentation: Optional[Augmentation] = None,
+                 drop_last: bool = False):
         self.images, self.labels, self.batch_size = images, labels, batch_size
         self.seed, self.augment, self.epoch_fn = seed, augment, epoch_fn
         self.rank, self.world_size = rank, world_size
+        self.augmentation = augmentation or Augmentation()
+        self.drop_last = drop_last
+        # "alternate" flips: which images are flipped in even epochs, drawn once from the seed.
+        self._flip_bits = self.augmentation.flip_bits(len(labels), _mix(seed, -1)) if augment else None
         self.epoch = -1  # the epoch whose permutation is being served
         self.pos = 0  # batches of it served so far
         self._resuming = False
@@ -127,6 +133,8 @@ class ShuffledBatches:
 
     def __len__(self) -> int:
         per_rank = -(-len(self.labels) // self.world_size)
+        if self.drop_last:  # full batches only (every rank's share rounded down alike)
+            return len(self.labels) // self.world_size // self.batch_size
         return -(-per_rank // self.batch_size)
 
     def permutation(self, epoch: int) -> torch.Tensor:
@@ -150,7 +158,12 @@ class ShuffledBatches:
             # (advanced indexing takes a general path; docs/performance.md).
             images = self.images.index_select(0, idx)
             if self.augment:
-                images = random_crop_flip(images, 4, torch.Generator().manual_seed(_mix(self.seed, epoch, self.pos)))
+                generator = torch.Generator().manual_seed(_mix(self.seed, epoch, self.pos))
+                if self.augmentation.is_default:  # the same random numbers as every run before the options
+                    images = random_crop_flip(images, 4, generator)
+                else:
+                    bits = self._flip_bits.index_select(0, idx.cpu()) if self._flip_bits is not None else None
+                    images = self.augmentation.apply(images, generator, epoch, bits)
             self.pos += 1
             self.last_indices = idx
             yield images, self.labels.index_select(0, idx)
@@ -180,6 +193,9 @@ class ClassificationDataModule(L.LightningDataModule):
         train_size: use only this many training images (after the validation split); None: all.
         test_size: use only the first this many test images; None: all.
         augment: random crop (pad 4) + horizontal flip; None: the dataset's default (on for CIFAR).
+        augment_args: how to augment (lit_opt/augment.py): translate (largest shift, 4),
+            pad_mode ("zeros" or "reflect"), flip ("random", "alternate" or "none").
+        drop_last: train on full batches only, leaving out each epoch's last partial batch.
         split_seed: seed of the train/validation split, fixed so runs share one validation set.
         shuffle_seed: seed of the batch order; None: taken from the global seed (seed_everything).
         download: download missing files through torchvision.
@@ -195,9 +211,12 @@ class ClassificationDataModule(L.LightningDataModule):
                  test_size: Optional[int] = None, augment: Optional[bool] = None, split_seed: int = 0,
                  shuffle_seed: Optional[int] = None, download: bool = True,
                  mean: Optional[list[float]] = None, std: Optional[list[float]] = None,
-                 on_device: Optional[bool] = None):
+                 on_device: Optional[bool] = None, augment_args: Optional[dict] = None,
+                 drop_last: bool = False):
         super().__init__()
         self.spec = get_spec(name)
+        self.augmentation = Augmentation.from_args(augment_args)
+        self.drop_last = drop_last
         for field, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
                                   ("val_size", val_size, 0), ("train_size", train_size, 1),
                                   ("test_size", test_size, 1)):
@@ -220,6 +239,8 @@ class ClassificationDataModule(L.LightningDataModule):
         self.on_device = on_device
         self._info: Optional[dict] = None
         self.train_set: Optional[Batch] = None
+        self._train_batches: Optional[ShuffledBatches] = None  # the loader a run trains from
+        self._restored_batches: Optional[dict] = None  # its state from a checkpoint, until it is built
         self.val_set: Optional[Batch] = None
         self.test_set: Optional[Batch] = None
 
@@ -307,7 +328,25 @@ class ClassificationDataModule(L.LightningDataModule):
         # Every rank must draw the same permutation: the seed comes from the config, not the rank.
         seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed() % 2**31
         epoch_fn = self._current_epoch if self.trainer is not None else None
-        return ShuffledBatches(*self.train_set, self.batch_size, seed, self.augment, epoch_fn, **self._shard())
+        batches = ShuffledBatches(*self.train_set, self.batch_size, seed, self.augment, epoch_fn, **self._shard(),
+                                  augmentation=self.augmentation, drop_last=self.drop_last)
+        if self._restored_batches is not None:  # a resumed run: continue where the checkpoint was
+            batches.load_state_dict(self._restored_batches)
+            self._restored_batches = None
+        self._train_batches = batches
+        return batches
+
+    # The training batches' position (seed, epoch, batches served) also travels with the data
+    # module's own state. Lightning restores a loader's state only if the loader is built after
+    # the checkpoint is read, and a run whose schedule needs its total steps (one-cycle,
+    # warmup_linear) builds it earlier, for trainer.estimated_stepping_batches: the resumed epoch
+    # then restarted from its first batch (Lightning issue #20550, open in 2.6). The data
+    # module's state is restored before that, and handed to the loader when it is built.
+    def state_dict(self) -> dict:
+        return {"train_batches": self._train_batches.state_dict()} if self._train_batches is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored_batches = state_dict.get("train_batches")
 
     def val_dataloader(self) -> Batches:
         assert self.val_set is not None, "call setup('fit') first"

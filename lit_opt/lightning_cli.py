@@ -48,7 +48,7 @@ TRAINER_DEFAULTS = {
 # Model options that say how to run the net, not what it is: a command with --ckpt_path
 # takes them from its own arguments and config (lit_opt adds the run's config.yaml), never
 # from the checkpoint's hyperparameters.
-RUNTIME_MODEL_OPTIONS = ("channels_last", "compile")
+RUNTIME_MODEL_OPTIONS = ("channels_last", "compile", "tta")
 
 
 class LitOptCLI(LightningCLI):

@@ -27,6 +27,7 @@ from lit_opt.declarations.datasets import DATASETS
 from lit_opt.epoch_sums import TrainSums
 from lit_opt.errors import ConfigError
 from lit_opt.internals import batches_done_this_epoch, skip_module_setattr
+from lit_opt.layers import start_epoch
 from lit_opt.schedulers import build_scheduler, schedule_ended, validate_scheduler
 from lit_opt.training_steps import strategy_for
 
@@ -68,6 +69,11 @@ class ClassifierModule(L.LightningModule):
         compile: run the net through torch.compile: true (inductor, the default backend) or
             a backend's name (e.g. "cudagraphs", "aot_eager"). The first steps are slow while
             it compiles; worth it for long runs of a fixed net. Run-time, like channels_last.
+        norm_lr_scale: the learning rate of normalization layers' parameters (BatchNorm's
+            shift) as a multiple of the others', their weight decay divided by it so that the
+            decay per step is unchanged (airbench's "bias scaler", 64 there).
+        tta: test-time augmentation for validation, test and predict (lit_opt/tta.py): 0 none,
+            1 mirror, 2 mirror and one-pixel shifts. Run-time, like channels_last.
     """
 
     def __init__(self, net: str = "mlp", net_args: Optional[dict[str, Any]] = None, optimizer: str = "sgd",
@@ -76,7 +82,7 @@ class ClassifierModule(L.LightningModule):
                  dropout: float = 0.0, label_smoothing: float = 0.0, early_stopping: Optional[int] = None,
                  scheduler: str = "constant", scheduler_args: Optional[dict[str, Any]] = None,
                  data_info: Optional[dict[str, Any]] = None, channels_last: Optional[bool] = None,
-                 compile: Union[bool, str] = False):
+                 compile: Union[bool, str] = False, norm_lr_scale: float = 1.0, tta: int = 0):
         super().__init__()
         # Validate everything before any data loads or any weight is allocated.
         if l2 < 0:
@@ -87,6 +93,13 @@ class ClassifierModule(L.LightningModule):
             raise ConfigError(f"model.early_stopping must be a patience >= 1 epoch (or null), got {early_stopping}")
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+        from lit_opt.tta import LEVELS
+
+        if tta not in LEVELS:
+            raise ConfigError(f"model.tta must be one of {', '.join(map(str, LEVELS))} (none, mirror, "
+                              f"mirror and shifts), got {tta!r}")
+        if not norm_lr_scale > 0:
+            raise ConfigError(f"model.norm_lr_scale must be > 0, got {norm_lr_scale}")
         # Equal values pass: checkpoints from before this fix recorded both.
         if "dropout" in (net_args or {}) and dropout and net_args["dropout"] != dropout:
             raise ConfigError("set dropout once: model.dropout or model.net_args.dropout, not both")
@@ -169,10 +182,30 @@ class ClassifierModule(L.LightningModule):
         if self._net_prepared:
             return
         self._net_prepared = True
+        if stage == "fit":
+            self._init_layers_from_data()
         if self._channels_last:
             self.net.to(memory_format=torch.channels_last)
         if self._compile_backend is not None:
             self.net.compile(backend=self._compile_backend)  # in place: state_dict keys unchanged
+
+    # Layers set from training images (airbench's whitening, lit_opt/layers.py) see this many.
+    DATA_INIT_IMAGES = 5000
+
+    def _init_layers_from_data(self) -> None:
+        """Before training starts (a resumed run's checkpoint then overwrites the weights)."""
+        if not any(hasattr(m, "init_from_data") for m in self.net.modules()):
+            return
+        from lit_opt.data import normalize
+        from lit_opt.layers import init_from_data
+
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        train_set = getattr(datamodule, "train_set", None)
+        if train_set is None:
+            raise ConfigError(f"the net {self.hparams.net!r} sets a layer from the training images, "
+                              f"and this run has none (a data module with a train_set)")
+        info = self.hparams.data_info
+        init_from_data(self.net, normalize(train_set[0][:self.DATA_INIT_IMAGES].cpu(), info["mean"], info["std"]))
 
     # --- losses ------------------------------------------------------------------------
 
@@ -227,15 +260,24 @@ class ClassifierModule(L.LightningModule):
                 self.log("train/ce", self.train_ce, on_step=False, on_epoch=True)
                 self.log("train/l2", self.train_l2, on_step=False, on_epoch=True)
 
+    def on_train_epoch_start(self) -> None:
+        start_epoch(self.net, self.current_epoch)  # layers that train only in some epochs (layers.py)
+
     def on_train_epoch_end(self) -> None:
         if not self.automatic_optimization:
             self.step_strategy.step_schedulers(self, "epoch")
 
     # --- evaluation --------------------------------------------------------------------
 
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for evaluation: with model.tta's views averaged (lit_opt/tta.py)."""
+        from lit_opt.tta import tta_logits
+
+        return tta_logits(self, x, self.hparams.get("tta", 0))
+
     def _eval_step(self, batch, prefix: str, acc, confusion) -> None:
         x, y = batch
-        logits = self(x)
+        logits = self.eval_logits(x)
         mean_loss = getattr(self, f"{prefix}_loss")
         mean_loss.update(F.cross_entropy(logits, y), weight=len(y))
         self.log(f"{prefix}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=prefix == "val")
@@ -273,7 +315,7 @@ class ClassifierModule(L.LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).softmax(dim=1)
+        return self.eval_logits(x).softmax(dim=1)
 
     # --- optimizer ---------------------------------------------------------------------
 
@@ -289,6 +331,9 @@ class ClassifierModule(L.LightningModule):
                 raise ConfigError(f"model.optimizer_args: {exc}") from None
         groups = optim.split_decay(self.net.named_parameters(), hp.pop("weight_decay"),
                                    exclude_bias_and_norm=not self.hparams.regularize_bias)
+        scale = self.hparams.get("norm_lr_scale", 1.0)
+        if scale != 1.0:
+            groups = optim.scale_norm_groups(groups, self.net, scale, hp.get("lr"))
         opt = optim.build(self.hparams.optimizer, groups, **hp)
         steps_per_epoch = 1 if self.optimizer_info.full_batch else None
         scheduler, interval = build_scheduler(self.hparams.scheduler, self.scheduler_args, opt,
@@ -354,6 +399,7 @@ class ClassifierModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self.step_strategy.on_train_start(self)
+        start_epoch(self.net, self.current_epoch)  # a run resumed mid-epoch gets no on_train_epoch_start
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self.lr_range_test is not None:

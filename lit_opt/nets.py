@@ -16,6 +16,7 @@ from torch import nn
 from lit_opt.declarations.nets import NET_OPTIONS
 from lit_opt.declarations.nets import NETS as DECLARED
 from lit_opt.errors import ConfigError
+from lit_opt.layers import DiracConv, FixedScaleBatchNorm, Scale, Whitening
 
 MLP_PRESETS = {"shallow": [100], "deep": [100, 100, 100]}  # seed 003's nets
 
@@ -105,6 +106,62 @@ class FastCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class _AirbenchBlock(nn.Module):
+    """conv 3x3 -> max-pool 2 -> BatchNorm -> GELU -> conv 3x3 -> BatchNorm -> GELU."""
+
+    def __init__(self, c_in: int, c_out: int, bn_momentum: float):
+        super().__init__()
+        self.conv1, self.pool = DiracConv(c_in, c_out), nn.MaxPool2d(2)
+        self.norm1 = FixedScaleBatchNorm(c_out, momentum=bn_momentum, eps=1e-12)
+        self.conv2 = DiracConv(c_out, c_out)
+        self.norm2 = FixedScaleBatchNorm(c_out, momentum=bn_momentum, eps=1e-12)
+        self.activ = nn.GELU()
+
+    def forward(self, x):
+        x = self.activ(self.norm1(self.pool(self.conv1(x))))
+        return self.activ(self.norm2(self.conv2(x)))
+
+
+def airbench(input_shape, num_classes, widths: Union[str, Sequence[int]] = "64, 256, 256",
+             bn_momentum: float = 0.4, logit_scale: float = 1 / 9, whiten_bias_epochs: int = 3,
+             dropout: float = 0.0) -> nn.Module:
+    """airbench94's net (KellerJordan/cifar10-airbench): a 2x2 whitening convolution set from
+    the training images (lit_opt/layers.py), GELU, three blocks (`_AirbenchBlock`), max-pool 3,
+    a bias-free dense layer, logits scaled by `logit_scale`. Layer names match the anchor
+    script's (benchmarks/anchors/airbench94.py), so their weights load into each other."""
+    widths = _int_list(widths, "widths")
+    if len(widths) != 3:
+        raise ConfigError(f"model.net_args.widths: airbench has three blocks, got {widths}")
+    if not 0.0 < bn_momentum <= 1.0:
+        raise ConfigError(f"model.net_args.bn_momentum must be in (0, 1], got {bn_momentum}")
+    c = input_shape[0]
+    net = nn.Sequential(
+        Whitening(c, kernel_size=2, bias_epochs=whiten_bias_epochs), nn.GELU(),
+        _AirbenchBlock(2 * c * 4, widths[0], bn_momentum), _AirbenchBlock(widths[0], widths[1], bn_momentum),
+        _AirbenchBlock(widths[1], widths[2], bn_momentum), nn.MaxPool2d(3), nn.Flatten(),
+        *([nn.Dropout(dropout)] if dropout > 0 else []), nn.Linear(widths[2], num_classes, bias=False),
+        Scale(logit_scale))
+    with torch.no_grad():
+        out = net.eval()(torch.zeros(1, *input_shape))
+    net.train()
+    if out.shape != (1, num_classes):
+        raise ConfigError(f"airbench needs 32x32 images (after three pools and a pool of 3, one pixel "
+                          f"is left), got {tuple(input_shape)}")
+    return net
+
+
+def _int_list(value: Union[str, Sequence[int]], name: str) -> list[int]:
+    if isinstance(value, str):
+        try:
+            value = [int(v) for v in value.replace(",", " ").split()]
+        except ValueError:
+            raise ConfigError(f"model.net_args.{name} must be a list of integers, got {value!r}") from None
+    value = list(value)
+    if not value or any(int(v) != v or v < 1 for v in value):
+        raise ConfigError(f"model.net_args.{name} must be a list of integers >= 1, got {value}")
+    return [int(v) for v in value]
+
+
 class _Residual(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -143,7 +200,7 @@ class CifarResNet(nn.Module):
 
 # The builders, one per net declared in lit_opt/declarations/nets.py (a test keeps them in step).
 NETS = {"linear": linear, "mlp": mlp, "dense784": dense784, "lenet5": LeNet5, "fast_cnn": FastCNN,
-        "cifar_resnet": CifarResNet}
+        "cifar_resnet": CifarResNet, "airbench": airbench}
 
 
 def options(name: str) -> dict[str, object]:

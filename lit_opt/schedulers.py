@@ -1,4 +1,4 @@
-"""Learning-rate schedules by name: constant, step, cosine, onecycle (all torch.optim.lr_scheduler).
+"""Learning-rate schedules by name: constant, step, cosine, onecycle, warmup_linear (all torch.optim.lr_scheduler).
 
 `validate_scheduler(name, args)` checks names and options before training starts;
 `build_scheduler(...)` makes the scheduler once the optimizer and Trainer exist, and says
@@ -46,17 +46,37 @@ def build_scheduler(name: str, args: dict[str, Any], optimizer: torch.optim.Opti
         if epochs is None:
             raise ConfigError("the cosine schedule needs --trainer.max_epochs")
         return sched.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=args["eta_min"]), "epoch"
-    # onecycle: steps every optimizer step, so it must know how many there will be.
+    # onecycle and warmup_linear step every optimizer step, so they must know how many there will be.
     if steps_per_epoch is not None and epochs is not None:
         total = steps_per_epoch * epochs
     elif trainer is not None:
         total = int(trainer.estimated_stepping_batches)
     else:
         raise ConfigError("the onecycle schedule needs a Trainer with max_epochs")
+    if name == "warmup_linear":
+        return sched.LambdaLR(optimizer, WarmupLinear(max(total, 1), args["warmup"], args["start_factor"],
+                                                      args["end_factor"])), "step"
     max_lr = [g["lr"] for g in optimizer.param_groups]
     return sched.OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total, 1), pct_start=args["pct_start"],
                             cycle_momentum=args["cycle_momentum"], div_factor=args["div_factor"],
                             final_div_factor=args["final_div_factor"]), "step"
+
+
+class WarmupLinear:
+    """The factor on the rate at step s of `total`: from `start` up to 1 linearly over the first
+    int(total x warmup) steps, then linearly down to `end` at step `total` (airbench94's
+    schedule). A plain object, not a lambda, so that LambdaLR's state_dict keeps it in
+    checkpoints; torch has no such schedule as one class (SequentialLR of two LinearLRs
+    restarts the second at the milestone with a deprecated call)."""
+
+    def __init__(self, total: int, warmup: float, start: float, end: float):
+        self.total, self.start, self.end = int(total), float(start), float(end)
+        self.warmup = int(total * warmup)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return self.start + (1.0 - self.start) * step / self.warmup
+        return 1.0 + (self.end - 1.0) * min(step - self.warmup, self.total - self.warmup) / max(self.total - self.warmup, 1)
 
 
 def schedule_ended(scheduler) -> bool:

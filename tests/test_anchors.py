@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ STEPS = 20
 
 
 def _anchor(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "anchors" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"anchor_{name}", ROOT / "benchmarks" / "anchors" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[f"anchor_{name}"] = module  # (dataclasses look their module up)
     spec.loader.exec_module(module)
     return module
 
@@ -105,3 +107,162 @@ def test_val_size_0_refuses_early_stopping_which_has_nothing_to_watch(tmp_path):
         prepare_fit({"model": {"early_stopping": 3}, "data": {"val_size": 0, "data_dir": str(tmp_path)},
                      "run": {"root": str(tmp_path)}})
     assert list(tmp_path.iterdir()) == []  # no run folder left behind
+
+
+def _small_cifar(root: Path, monkeypatch, n_train: int = 256, n_test: int = 64) -> None:
+    """CIFAR-10 in torchvision's format whose classes differ in colour (so 20 steps learn)."""
+    import numpy as np
+    import torchvision.datasets as tvd
+
+    from tests.helpers import write_cifar
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = rng.integers(0, 10, size=n)
+        images = rng.integers(0, 160, size=(n, 3, 32, 32)) + (labels * 9)[:, None, None, None]
+        return images.astype(np.uint8), labels
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    md5 = write_cifar(root, "cifar10", split(n_train), split(n_test), names)
+    monkeypatch.setattr(tvd.CIFAR10, "train_list", [[n, md5[n]] for n, _ in tvd.CIFAR10.train_list])
+    monkeypatch.setattr(tvd.CIFAR10, "test_list", [[n, md5[n]] for n, _ in tvd.CIFAR10.test_list])
+    monkeypatch.setattr(tvd.CIFAR10, "meta", {**tvd.CIFAR10.meta, "md5": md5[tvd.CIFAR10.meta["filename"]]})
+
+
+def test_airbench94_config_computes_the_anchor_scripts_losses(tmp_path, monkeypatch):
+    """20 steps of airbench94 scaled down (widths 8-16-16, batch 32, 256 images: 8 full batches
+    an epoch, so 3 epochs with the whitening bias frozen after the first) through lit_opt's
+    config and through the anchor's loop, from lit_opt's init.pt (whitened filters and all),
+    on the batches lit_opt's loader made (shuffled, shifted, alternately flipped): the same
+    summed-vs-mean losses, lookahead at steps 5-20, warm-up and decay of the rate."""
+    from lit_opt.data import ClassificationDataModule
+    from lit_opt.jobs import prepare_fit
+
+    anchor = _anchor("airbench94")
+    batch = 32
+    recipe = anchor.Recipe(batch_size=batch, widths=(8, 16, 16), whiten_bias_epochs=1)
+    _small_cifar(tmp_path / "data", monkeypatch)
+    config = yaml.safe_load((ROOT / "configs/anchors/airbench94.yaml").read_text())
+    config["data"].update(name="cifar10", data_dir=str(tmp_path / "data"), batch_size=batch, shuffle_seed=3,
+                          download=False)
+    config["model"].update(lr=config["model"]["lr"] * batch / 1024, channels_last=False,
+                           net_args={"widths": [8, 16, 16], "whiten_bias_epochs": 1})
+    config["trainer"].update(max_steps=STEPS, max_epochs=3, precision="32-true", accelerator="cpu",
+                             enable_progress_bar=False)
+    config["run"] = {"root": str(tmp_path / "runs"), "test": False}
+    job = prepare_fit(config)
+    job.run()
+    with (job.run_dir / "steps.csv").open() as f:
+        lit_losses = [float(r["train/loss"]) for r in csv.DictReader(f)]
+    assert len(lit_losses) == STEPS
+
+    # lit_opt's own batches, epoch by epoch, as its loader served them (uint8, augmented).
+    dm = ClassificationDataModule(**config["data"])
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    epochs = [[(anchor.normalized(x), y) for x, y in loader] for _ in range(3)]
+    assert [len(e) for e in epochs] == [8, 8, 8]  # drop_last: 256 // 32, no partial batch
+    net = anchor.make_net(recipe)
+    init = torch.load(job.run_dir / "init.pt", weights_only=True)["state_dict"]
+    net.load_state_dict({k[len("net."):]: v for k, v in init.items()})  # the same names, layer for layer
+    losses = []
+    anchor.train(net, lambda e: epochs[e], STEPS, recipe, on_step=lambda i, loss: losses.append(float(loss) / batch))
+
+    assert len(losses) == STEPS
+    assert min(losses[-5:]) < losses[0] - 0.05  # it learned (slowly: logits scaled by 1/9, labels smoothed)
+    for step, (ours, theirs) in enumerate(zip(lit_losses, losses), start=1):
+        assert ours == pytest.approx(theirs, abs=1e-4), f"step {step}: lit_opt {ours}, anchor {theirs}"
+    # The lookahead's last move made the weights the slow copy; both nets end the same.
+    final = torch.load(job.run_dir / "last.ckpt", weights_only=True)["state_dict"]
+    for key, value in net.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(final[f"net.{key}"], value, atol=1e-4), key
+
+
+def _small_airbench_config(tmp_path: Path, name: str) -> dict:
+    config = yaml.safe_load((ROOT / "configs/anchors/airbench94.yaml").read_text())
+    config["data"].update(name="cifar10", data_dir=str(tmp_path / "data"), batch_size=32, shuffle_seed=3,
+                          download=False)
+    config["model"].update(lr=config["model"]["lr"] * 32 / 1024, net_args={"widths": [8, 16, 16], "whiten_bias_epochs": 1})
+    config["trainer"].update(max_steps=STEPS, max_epochs=3, precision="32-true", accelerator="cpu",
+                             enable_progress_bar=False)
+    config["run"] = {"root": str(tmp_path / "runs"), "test": False, "name": name}
+    return config
+
+
+def test_an_airbench_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    """Stopped at step 11 (mid-epoch 1, after two lookahead moves and the whitening bias's last
+    epoch) and resumed from last.ckpt: the lookahead's slow copy, the alternating flips, the
+    warm-up schedule and the full-batch epochs all continue, and the run ends bit-identical
+    to one never stopped."""
+    from lit_opt.cli import main
+
+    _small_cifar(tmp_path / "data", monkeypatch)
+    whole = _small_airbench_config(tmp_path, "whole")
+    (tmp_path / "whole.yaml").write_text(yaml.safe_dump(whole))
+    assert main(["fit", "--config", str(tmp_path / "whole.yaml")]) == 0
+    stopped = _small_airbench_config(tmp_path, "stopped")
+    stopped["trainer"]["callbacks"].append({"class_path": "tests.helpers.StopAtStep", "init_args": {"step": 11}})
+    (tmp_path / "stopped.yaml").write_text(yaml.safe_dump(stopped))
+    assert main(["fit", "--config", str(tmp_path / "stopped.yaml")]) == 130
+    run = tmp_path / "runs" / "stopped"
+    assert torch.load(run / "last.ckpt", weights_only=True)["global_step"] == 11
+    assert main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "last.ckpt")]) == 0
+    a = torch.load(tmp_path / "runs" / "whole" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(run / "last.ckpt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_test_time_augmentation_averages_the_anchors_views():
+    """model.tta 1 is the mean of the image's and its mirror's logits; level 2 is what the
+    anchor script's own test-time augmentation computes."""
+    from lit_opt import nets
+    from lit_opt.tta import tta_logits
+
+    anchor = _anchor("airbench94")
+    torch.manual_seed(0)
+    net = nets.build("airbench", (3, 32, 32), 10, widths=[8, 16, 16]).eval()
+    x = torch.randn(6, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(tta_logits(net, x, 1), (net(x) + net(x.flip(-1))) / 2)
+        torch.testing.assert_close(tta_logits(net, x, 2), anchor.tta_logits(net, x))
+        assert not torch.allclose(tta_logits(net, x, 2), net(x))
+
+
+def test_the_airbench_augmentation_shifts_with_reflection_and_flips_each_image_every_other_epoch():
+    """Against torch's own reflect padding: every augmented image is a crop of the padded
+    image, flipped or not; with "alternate", an image flipped in epoch 0 is not in epoch 1."""
+    import torch.nn.functional as F
+
+    from lit_opt.augment import Augmentation
+    from lit_opt.data import ShuffledBatches
+
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(64)
+    aug = Augmentation.from_args({"translate": 2, "pad_mode": "reflect", "flip": "alternate"})
+    batches = ShuffledBatches(images, labels, 16, seed=5, augment=True, augmentation=aug)
+    flipped = {}
+    for epoch in range(2):
+        for x, y in batches:
+            for img, i in zip(x, y.tolist()):
+                padded = F.pad(images[i:i + 1].float(), (2, 2, 2, 2), mode="reflect")[0]
+                views = {(dy, dx, f): (padded[:, dy:dy + 8, dx:dx + 8].flip(-1) if f else padded[:, dy:dy + 8, dx:dx + 8])
+                         for dy in range(5) for dx in range(5) for f in (False, True)}
+                found = [k for k, v in views.items() if torch.equal(v, img.float())]
+                assert found, f"image {i} epoch {epoch} is no shifted view of the image"
+                flipped.setdefault(i, []).append(found[0][2])
+    symmetric = {i for i in range(64) if torch.equal(images[i], images[i].flip(-1))}
+    assert all(f[0] != f[1] for i, f in flipped.items() if i not in symmetric)  # each way once in two epochs
+    assert 16 < sum(f[0] for f in flipped.values()) < 48  # a random half in epoch 0
+
+
+def test_drop_last_serves_full_batches_only():
+    from lit_opt.data import ShuffledBatches
+
+    images, labels = torch.zeros(70, 1, 4, 4, dtype=torch.uint8), torch.arange(70)
+    full = ShuffledBatches(images, labels, 32, seed=0, drop_last=True)
+    assert len(full) == 2 and [len(y) for _, y in full] == [32, 32]
+    assert [len(y) for _, y in ShuffledBatches(images, labels, 32, seed=0)] == [32, 32, 6]

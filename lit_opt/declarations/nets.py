@@ -30,6 +30,12 @@ NETS: dict[str, NetSpec] = {n.name: n for n in (
     NetSpec("fast_cnn", "conv 24@5x5, pool, conv 32@3x3, pool, fc 256 (tuomaso/train_mnist_fast's final net)"),
     NetSpec("cifar_resnet", "a small residual CNN for 32x32 colour images",
             (H("width", int, 32, low=1, help="channels of the first stage (doubling per stage)"),)),
+    NetSpec("airbench", "whitening conv, three conv-pool-BN-GELU blocks, dense (airbench94, CIFAR-10)",
+            (H("widths", str, "64, 256, 256", help="channels of the three blocks"),
+             H("bn_momentum", float, 0.4, low=0.0, high=1.0, low_inclusive=False, high_inclusive=True,
+               help="BatchNorm's running-statistics momentum (torch's convention)"),
+             H("logit_scale", float, 1 / 9, low=0.0, low_inclusive=False, help="factor on the logits"),
+             H("whiten_bias_epochs", int, 3, low=0, help="epochs the whitening layer's bias trains"))),
 )}
 
 NET_OPTIONS: dict[str, tuple[H, ...]] = {name: spec.options for name, spec in NETS.items()}

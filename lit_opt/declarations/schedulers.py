@@ -18,4 +18,10 @@ SCHEDULER_OPTIONS: dict[str, tuple[H, ...]] = {
                  H("div_factor", float, 25.0, low=1.0, help="the starting rate is the peak rate / div_factor"),
                  H("final_div_factor", float, 1e4, low=1.0,
                    help="the final rate is the starting rate / final_div_factor")),
+    "warmup_linear": (H("warmup", float, 0.23, low=0.0, high=1.0,
+                        help="share of the steps over which the rate rises"),
+                      H("start_factor", float, 0.2, low=0.0, high=1.0, high_inclusive=True,
+                        help="the first step's rate, as a multiple of model.lr"),
+                      H("end_factor", float, 0.07, low=0.0, high=1.0, high_inclusive=True,
+                        help="the last step's rate, as a multiple of model.lr")),
 }

@@ -15,10 +15,11 @@ from lit_opt.optim.registry import (
     info,
     names,
     schema,
+    scale_norm_groups,
     split_decay,
     validate,
 )
 
 __all__ = ["Hyperparameter", "OptimizerInfo", "names", "schema", "info", "build", "validate",
-           "split_decay", "decay_parameters", "estimated_step_size", "TOTAL_STEPS",
+           "split_decay", "scale_norm_groups", "decay_parameters", "estimated_step_size", "TOTAL_STEPS",
            "fill_total_steps"]

@@ -47,3 +47,28 @@ def split_decay(named_parameters: "Iterable[tuple[str, Tensor]] | nn.Module", we
     groups = [{"params": decay, "weight_decay": weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
+
+
+def _norm_layers() -> tuple:
+    from torch import nn
+
+    return (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm,
+            nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.RMSNorm)
+
+
+def scale_norm_groups(groups: list[dict], net: "nn.Module", scale: float, lr: float) -> list[dict]:
+    """`groups` with the parameters of normalization layers moved to groups of their own at
+    `lr * scale` and weight decay / `scale`: the same decay per step (lr x decay, for a coupled
+    decay such as SGD's), a faster-moving shift (airbench's "bias scaler")."""
+    kinds = _norm_layers()
+    norm = {id(p) for m in net.modules() if isinstance(m, kinds) for p in m.parameters(recurse=False)}
+    out, moved = [], []
+    for group in groups:
+        rest = [p for p in group["params"] if id(p) not in norm]
+        mine = [p for p in group["params"] if id(p) in norm]
+        if rest:
+            out.append({**group, "params": rest})
+        if mine:
+            moved.append({**group, "params": mine, "lr": lr * scale,
+                          "weight_decay": group.get("weight_decay", 0.0) / scale})
+    return out + moved  # the base rate stays group 0's, the one the lr series and the steer row show

@@ -20,13 +20,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lit_opt.optim.decay import decay_parameters, split_decay
+from lit_opt.optim.decay import decay_parameters, scale_norm_groups, split_decay
 from lit_opt.optim.entries import BY_NAME, ENTRIES
 from lit_opt.optim.fields import TOTAL_STEPS
 from lit_opt.optim.hyperparameter import Hyperparameter, OptimizerInfo, reject_unknown
 
 __all__ = ["Hyperparameter", "OptimizerInfo", "names", "schema", "info", "validate", "build",
-           "split_decay", "decay_parameters", "estimated_step_size", "TOTAL_STEPS",
+           "split_decay", "scale_norm_groups", "decay_parameters", "estimated_step_size", "TOTAL_STEPS",
            "fill_total_steps"]
 
 
