@@ -9,9 +9,12 @@ the test pass and checkpoint writes (after the last step) are outside the clock.
 run of each comes first (kernels chosen and loaded), then `--rounds` rounds alternate the two.
 The goal: the lit_opt config reaches its anchor's test accuracy within 1.5x the anchor's time.
 
-Anchors: `mnist` (tuomaso/train_mnist_fast's final recipe). airbench94 (CIFAR-10) is not
-expressed as a lit_opt config yet; see docs/performance.md.
-`--train-size N` trains both on the first N images only (a quick check of this script on a CPU).
+Anchors (`--only`): `mnist` (tuomaso/train_mnist_fast's final recipe against
+configs/anchors/mnist_fast.yaml) and `cifar10` (airbench94 against configs/anchors/airbench94.yaml,
+both on the CIFAR-10 JPEG copy, `$LIT_OPT_DATA/cifar10-jpg.tar.gz`, decoded once by lit_opt; the
+anchor in float16 on a GPU as airbench runs it, lit_opt in bf16-mixed as its config says).
+`--train-size N` trains both on the first N images only, `--epochs E` shortens airbench's 9.9
+(quick checks of this script on a CPU).
 """
 
 from __future__ import annotations
@@ -64,12 +67,13 @@ class FirstToLastStep(Callback):
             self.seconds = time.perf_counter() - self.start
 
 
-def lit_opt_run(config_path: Path, data_dir: str, device: str, seed: int, train_size) -> tuple[float, float]:
+def lit_opt_run(config_path: Path, data_dir: str, device: str, seed: int, train_size, **trainer) -> tuple[float, float]:
     from lit_opt.jobs import prepare_fit
 
     config = yaml.safe_load(config_path.read_text())
     config["seed_everything"] = seed
     config["data"].update(data_dir=data_dir, **({"train_size": train_size} if train_size else {}))
+    config["trainer"].update(trainer)
     config["trainer"].update(accelerator=device, devices=1, enable_progress_bar=False, enable_model_summary=False)
     with tempfile.TemporaryDirectory() as root:
         config["run"] = {"root": root}
@@ -90,15 +94,43 @@ def mnist(args, data_dir: str) -> dict[str, list]:
     config = ROOT / "configs" / "anchors" / "mnist_fast.yaml"
     anchor.timed_run(data, device, seed=0)  # warm-ups
     lit_opt_run(config, data_dir, args.device, 0, args.train_size)
-    times = {"anchor": [], "lit_opt": []}
-    for r in range(args.rounds):
-        runs = [("anchor", lambda: anchor.timed_run(data, device, seed=1 + r)),
-                ("lit_opt", lambda: lit_opt_run(config, data_dir, args.device, 1 + r, args.train_size))]
-        for name, run in (runs if r % 2 == 0 else runs[::-1]):
-            times[name].append(run())
+    return _alternate(args.rounds, {
+        "anchor": lambda r: anchor.timed_run(data, device, seed=1 + r),
+        "lit_opt": lambda r: lit_opt_run(config, data_dir, args.device, 1 + r, args.train_size)})
+
+
+def _alternate(rounds: int, runs: dict) -> dict[str, list]:
+    """`rounds` rounds of the named runs, the order swapped every round."""
+    times = {name: [] for name in runs}
+    for r in range(rounds):
+        order = list(runs) if r % 2 == 0 else list(runs)[::-1]
+        for name in order:
+            times[name].append(runs[name](r))
             print(f"  round {r + 1} {name:<8} {times[name][-1][0]:.3f} s  test accuracy {times[name][-1][1]:.4f}",
                   flush=True)
     return times
+
+
+def cifar10(args, data_dir: str) -> dict[str, list]:
+    anchor = _anchor("airbench94")
+    device = torch.device(args.device)
+    archive = os.path.join(data_dir, "cifar10-jpg.tar.gz")
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    images, labels, test_images, test_labels = anchor.load(archive, device, dtype)
+    if args.train_size:
+        images, labels = images[:args.train_size], labels[:args.train_size]
+    data = (images, labels, test_images, test_labels)
+    recipe = anchor.Recipe(epochs=args.epochs) if args.epochs else anchor.Recipe()
+    steps = recipe.steps(len(labels))
+    config = ROOT / "configs" / "anchors" / "airbench94.yaml"
+    trainer = {"max_steps": steps, "max_epochs": -(-steps // (len(labels) // recipe.batch_size))}
+    if device.type != "cuda":
+        trainer["precision"] = "32-true"  # bf16 autocast on a CPU is slow and not what a CPU run uses
+    anchor.timed_run(data, device, dtype, seed=0, recipe=recipe)  # warm-ups
+    lit_opt_run(config, archive, args.device, 0, args.train_size, **trainer)
+    return _alternate(args.rounds, {
+        "anchor": lambda r: anchor.timed_run(data, device, dtype, seed=1 + r, recipe=recipe),
+        "lit_opt": lambda r: lit_opt_run(config, archive, args.device, 1 + r, args.train_size, **trainer)})
 
 
 def main() -> None:
@@ -106,18 +138,24 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--epochs", type=float, default=None, help="airbench's epochs (default its 9.9)")
+    parser.add_argument("--only", nargs="+", choices=("mnist", "cifar10"), default=["mnist", "cifar10"])
     args = parser.parse_args()
     data_dir = os.environ.get("LIT_OPT_DATA") or parser.error("set LIT_OPT_DATA to the datasets folder")
     warnings.filterwarnings("ignore")
     name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__}, {name}")
-    print("mnist: train_mnist_fast (anchor) against configs/anchors/mnist_fast.yaml (lit_opt)")
-    times = mnist(args, data_dir)
-    med = {k: statistics.median(s for s, _ in v) for k, v in times.items()}
-    acc = {k: statistics.mean(a for _, a in v) for k, v in times.items()}
-    print(f"mnist    anchor {med['anchor']:.3f} s ({acc['anchor']:.4f}), lit_opt {med['lit_opt']:.3f} s "
-          f"({acc['lit_opt']:.4f}): lit_opt/anchor {med['lit_opt'] / med['anchor']:.2f} (goal <= 1.5, "
-          f"same accuracy)")
+    results = {}
+    for name, run in (("mnist", mnist), ("cifar10", cifar10)):
+        if name in args.only:
+            print(f"{name}: the anchor script against configs/anchors/ (lit_opt)", flush=True)
+            results[name] = run(args, data_dir)
+    for name, times in results.items():
+        med = {k: statistics.median(s for s, _ in v) for k, v in times.items()}
+        acc = {k: statistics.mean(a for _, a in v) for k, v in times.items()}
+        print(f"{name:<8} anchor {med['anchor']:.3f} s ({acc['anchor']:.4f}), lit_opt {med['lit_opt']:.3f} s "
+              f"({acc['lit_opt']:.4f}): lit_opt/anchor {med['lit_opt'] / med['anchor']:.2f} (goal <= 1.5, "
+              f"same accuracy)")
 
 
 if __name__ == "__main__":

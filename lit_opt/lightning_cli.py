@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Optional
@@ -141,6 +142,9 @@ class LitOptCLI(LightningCLI):
             validating = cfg.data.get("val_size") != 0
             if not validating:  # data.val_size 0: every training image trains; nothing to validate on
                 kwargs["limit_val_batches"], kwargs["num_sanity_val_steps"] = 0, 0
+                print("data.val_size 0: no validation split; every training image trains, there is no "
+                      "validation pass and no best.ckpt, and the test set is scored with last.ckpt",
+                      file=sys.stderr)
             kwargs["callbacks"] = [*(trainer_cfg.get("callbacks") or []),
                                    *run_callbacks(self.run_dir, self._listeners, cfg.run.get("steering"),
                                                   diagnostics=_plain_options(cfg.get("diagnostics")),

@@ -155,9 +155,15 @@ def test_a_train_size_larger_than_the_set_names_the_largest_allowed(data, tmp_pa
     assert folders(tmp_path) == []
 
 
-def test_a_validation_size_of_zero_is_refused(data, tmp_path, capsys):
-    code, err = run_cli(capsys, "fit", *small(data, tmp_path), "--data.val_size", "0")
-    assert code == 2 and "data.val_size must be an integer >= 1" in err
+def test_a_validation_size_of_zero_says_it_trains_without_validation_and_a_negative_one_is_refused(
+        data, tmp_path, capsys):
+    """val_size 0 was refused; it is now the fast recipes' explicit "no validation split", said
+    at the start, with the test scored on last.ckpt (a run has no best.ckpt without it)."""
+    code, err = run_cli(capsys, "fit", *small(data, tmp_path, "--run.name", "all"), "--data.val_size", "0")
+    assert code == 0 and "data.val_size 0: no validation split" in err
+    assert not (tmp_path / "all" / "best.ckpt").exists() and (tmp_path / "all" / "last.ckpt").exists()
+    code, err = run_cli(capsys, "fit", *small(data, tmp_path), "--data.val_size", "-1")
+    assert code == 2 and "data.val_size must be an integer >= 0" in err
 
 
 def test_zero_epochs_makes_a_run_folder_without_a_checkpoint(data, tmp_path, capsys):
