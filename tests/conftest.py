@@ -8,6 +8,13 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (`-n 2`, the README's command: a worker per core) each worker computes
+# on one thread, its OpenMP threads waiting passively: two workers of two spinning threads on
+# two cores slowed every test several-fold. Set before torch loads; subprocesses inherit it.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Import Lightning before any test captures stderr: its log handlers bind to the stderr
 # they see first, and one bound to a test's capture stream breaks once that closes.
 import lightning  # noqa: E402,F401
