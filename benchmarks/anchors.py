@@ -13,8 +13,8 @@ Anchors (`--only`): `mnist` (tuomaso/train_mnist_fast's final recipe against
 configs/anchors/mnist_fast.yaml) and `cifar10` (airbench94 against configs/anchors/airbench94.yaml,
 both on the CIFAR-10 JPEG copy, `$LIT_OPT_DATA/cifar10-jpg.tar.gz`, decoded once by lit_opt; the
 anchor in float16 on a GPU as airbench runs it, lit_opt in bf16-mixed as its config says).
-`--train-size N` trains both on the first N images only, `--epochs E` shortens airbench's 9.9
-(quick checks of this script on a CPU).
+`--train-size N` trains both on the first N images only, `--test-size N` scores both on the
+first N test images, `--epochs E` shortens airbench's 9.9 (quick checks of this script on a CPU).
 """
 
 from __future__ import annotations
@@ -67,12 +67,14 @@ class FirstToLastStep(Callback):
             self.seconds = time.perf_counter() - self.start
 
 
-def lit_opt_run(config_path: Path, data_dir: str, device: str, seed: int, train_size, **trainer) -> tuple[float, float]:
+def lit_opt_run(config_path: Path, data_dir: str, device: str, seed: int, train_size, test_size=None,
+                **trainer) -> tuple[float, float]:
     from lit_opt.jobs import prepare_fit
 
     config = yaml.safe_load(config_path.read_text())
     config["seed_everything"] = seed
-    config["data"].update(data_dir=data_dir, **({"train_size": train_size} if train_size else {}))
+    config["data"].update(data_dir=data_dir, **({"train_size": train_size} if train_size else {}),
+                          **({"test_size": test_size} if test_size else {}))
     config["trainer"].update(trainer)
     config["trainer"].update(accelerator=device, devices=1, enable_progress_bar=False, enable_model_summary=False)
     with tempfile.TemporaryDirectory() as root:
@@ -90,13 +92,15 @@ def mnist(args, data_dir: str) -> dict[str, list]:
     images, labels, test_images, test_labels = anchor.load(data_dir, device, seed=0)
     if args.train_size:
         images, labels = images[:args.train_size], labels[:args.train_size]
+    if args.test_size:
+        test_images, test_labels = test_images[:args.test_size], test_labels[:args.test_size]
     data = (images, labels, test_images, test_labels)
     config = ROOT / "configs" / "anchors" / "mnist_fast.yaml"
     anchor.timed_run(data, device, seed=0)  # warm-ups
-    lit_opt_run(config, data_dir, args.device, 0, args.train_size)
+    lit_opt_run(config, data_dir, args.device, 0, args.train_size, args.test_size)
     return _alternate(args.rounds, {
         "anchor": lambda r: anchor.timed_run(data, device, seed=1 + r),
-        "lit_opt": lambda r: lit_opt_run(config, data_dir, args.device, 1 + r, args.train_size)})
+        "lit_opt": lambda r: lit_opt_run(config, data_dir, args.device, 1 + r, args.train_size, args.test_size)})
 
 
 def _alternate(rounds: int, runs: dict) -> dict[str, list]:
@@ -119,6 +123,8 @@ def cifar10(args, data_dir: str) -> dict[str, list]:
     images, labels, test_images, test_labels = anchor.load(archive, device, dtype)
     if args.train_size:
         images, labels = images[:args.train_size], labels[:args.train_size]
+    if args.test_size:
+        test_images, test_labels = test_images[:args.test_size], test_labels[:args.test_size]
     data = (images, labels, test_images, test_labels)
     recipe = anchor.Recipe(epochs=args.epochs) if args.epochs else anchor.Recipe()
     steps = recipe.steps(len(labels))
@@ -127,10 +133,11 @@ def cifar10(args, data_dir: str) -> dict[str, list]:
     if device.type != "cuda":
         trainer["precision"] = "32-true"  # bf16 autocast on a CPU is slow and not what a CPU run uses
     anchor.timed_run(data, device, dtype, seed=0, recipe=recipe)  # warm-ups
-    lit_opt_run(config, archive, args.device, 0, args.train_size, **trainer)
+    lit_opt_run(config, archive, args.device, 0, args.train_size, args.test_size, **trainer)
     return _alternate(args.rounds, {
         "anchor": lambda r: anchor.timed_run(data, device, dtype, seed=1 + r, recipe=recipe),
-        "lit_opt": lambda r: lit_opt_run(config, archive, args.device, 1 + r, args.train_size, **trainer)})
+        "lit_opt": lambda r: lit_opt_run(config, archive, args.device, 1 + r, args.train_size, args.test_size,
+                                         **trainer)})
 
 
 def main() -> None:
@@ -138,6 +145,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--train-size", type=int, default=None)
+    parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--epochs", type=float, default=None, help="airbench's epochs (default its 9.9)")
     parser.add_argument("--only", nargs="+", choices=("mnist", "cifar10"), default=["mnist", "cifar10"])
     args = parser.parse_args()

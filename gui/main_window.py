@@ -39,8 +39,7 @@ from gui.views.weights import WeightsView
 from gui.worker import Importer, LrFindWorker, TrainWorker
 
 REDRAW_MS = 50  # at most 20 redraws a second
-# ... and at most this share of the time spent drawing (a measured frame underestimates its
-# full cost about twice): painting runs Python (pyqtgraph)
+# ... and at most this share of the time spent drawing: painting runs Python (pyqtgraph)
 # under the GIL the training thread needs, so a slow machine gets fewer, not slower, frames.
 REDRAW_DUTY = 0.05
 MAX_REDRAW_MS = 1000
@@ -743,11 +742,16 @@ class MainWindow(QMainWindow):
             shown.refresh()
         if self.running is not None and self._progress:
             self.set_status(self._status_text())
+        # What a frame costs: this update, and painting it, which Qt does after this returns
+        # (the view's graphics time their own paints: gui/views/graphics.py; the last one is
+        # the estimate for this one).
         view = self.tabs.currentWidget()
         graphics = getattr(view, "graphics", None)
         if graphics is not None and graphics.isVisible():
-            graphics.viewport().repaint()  # paint now, to measure what a frame costs
-        cost = time.perf_counter() - t0
+            # The plots' auto-ranges follow the new data now, not during the paint: settled
+            # there, they asked for a second paint of every frame.
+            graphics.scene().prepareForPaint()
+        cost = time.perf_counter() - t0 + getattr(graphics, "last_paint_seconds", 0.0)
         self._timer.setInterval(int(min(max(REDRAW_MS, 1000 * cost / REDRAW_DUTY), MAX_REDRAW_MS)))
 
     def _status_text(self) -> str:

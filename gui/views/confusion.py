@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from gui.views import RunView
+from gui.views.graphics import TimedGraphics
 
 MAX_CELL_TEXT = 20  # classes; beyond this the numbers would not fit in the cells
 
@@ -27,7 +28,7 @@ class ConfusionView(RunView):
         layout = QVBoxLayout(self)
         self.title = QLabel("No confusion matrix yet: it appears after the first validation.")
         layout.addWidget(self.title)
-        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics = TimedGraphics()
         self.graphics.setBackground("w")
         layout.addWidget(self.graphics, 1)
         self.plot = self.graphics.addPlot(row=0, col=0)

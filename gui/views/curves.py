@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 from gui import comparison
 from gui.records import RunRecord
 from gui.views import RunView
+from gui.views.graphics import TimedGraphics
 from gui.widgets.fields import guard_wheel
 
 # Matplotlib's tab10: distinct on white, in the seminar's plots' order.
@@ -131,7 +132,7 @@ class CurvesView(RunView):
         layout.addLayout(bar)
 
         split = QSplitter(Qt.Orientation.Horizontal)
-        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics = TimedGraphics()
         self.graphics.setBackground("w")
         split.addWidget(self.graphics)
         self.legend = QListWidget()

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from gui.records import optimizer_values
 from gui.views import RunView
+from gui.views.graphics import TimedGraphics
 from gui.views.curves import PALETTE
 
 LAYER_PLOTS = (  # series, plot title (its question, short: a title sets its column's minimum width), y label
@@ -88,7 +89,7 @@ class DiagnosticsView(RunView):
         self.info = QLabel("No run selected.")
         self.info.setWordWrap(True)
         layout.addWidget(self.info)
-        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics = TimedGraphics()
         self.graphics.setBackground("w")
         layout.addWidget(self.graphics, 1)
         self.plots: dict[str, pg.PlotItem] = {}

@@ -14,6 +14,7 @@ import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from gui.views import RunView
+from gui.views.graphics import TimedGraphics
 
 
 class OptimizerView(RunView):
@@ -26,7 +27,7 @@ class OptimizerView(RunView):
         self.info = QLabel("No run selected.")
         self.info.setWordWrap(True)
         layout.addWidget(self.info)
-        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics = TimedGraphics()
         self.graphics.setBackground("w")
         layout.addWidget(self.graphics, 1)
         self.lr_plot = self.graphics.addPlot(row=0, col=0)

@@ -17,6 +17,7 @@ from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from gui.views import RunView
+from gui.views.graphics import TimedGraphics
 
 GAP = 1  # pixels between tiles (left transparent)
 
@@ -78,7 +79,7 @@ class WeightsView(RunView):
         bar.addWidget(self.layer)
         bar.addWidget(self.info, 1)
         layout.addLayout(bar)
-        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics = TimedGraphics()
         self.graphics.setBackground("w")
         layout.addWidget(self.graphics, 1)
         self.plot = self.graphics.addPlot()

@@ -46,7 +46,7 @@ def _weight_decay_defaults() -> dict[str, float]:
 # (config path, field, default in the config); an optional field's blank means "unset".
 _DATA = [
     ("data.train_size", H("train_size", int, None, low=1, help="use only this many training images"), None),
-    ("data.val_size", H("val_size", int, 5000, low=1, help="images carved off the training set for validation"), 5000),
+    ("data.val_size", H("val_size", int, 5000, low=0, help="images carved off the training set for validation; 0: none, every image trains"), 5000),
     ("data.test_size", H("test_size", int, None, low=1, help="use only this many test images"), None),
     ("data.batch_size", H("batch_size", int, 100, low=1, help="training batch size"), 100),
 ]

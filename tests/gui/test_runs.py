@@ -182,3 +182,21 @@ def _left():
     from PySide6.QtCore import Qt
 
     return Qt.MouseButton.LeftButton
+
+
+def test_a_run_without_a_validation_split_finishes_and_draws_its_training_curve(real_data, tmp_path,
+                                                                                 make_window, qtbot):
+    """data.val_size 0 (the fast recipes' setting): no validation pass, no best.ckpt; the
+    window still shows every step and reports the run finished."""
+    config = small_config(real_data, tmp_path / "runs")
+    config["data"]["val_size"] = 0
+    window = make_window(tmp_path / "runs", config)
+    qtbot.mouseClick(window.start_button, _left())
+    rec = _finish(window, qtbot)
+    assert rec.status == "finished", window.message.text()
+    assert (rec.run_dir / "last.ckpt").exists() and not (rec.run_dir / "best.ckpt").exists()
+    items = window.curves.items(rec)
+    x_raw, _ = items["train loss (raw)"].item.getData()
+    assert list(x_raw) == list(range(1, 21))  # 2000 images, every one trains: 20 batches of 100
+    val = items.get("val acc")
+    assert val is None or val.item.getData()[0] is None or len(val.item.getData()[0]) == 0
