@@ -34,6 +34,7 @@ class Lookahead(Callback):
         self.every, self.decay, self.power = int(every), float(decay), float(power)
         self.slow: Optional[dict[str, torch.Tensor]] = None
         self._last_step = -1  # the optimizer step last seen (batches that accumulate do not step)
+        self._total = 0  # the run's optimizer steps
 
     def alpha(self, step: int, total: int) -> float:
         """The share of the way the slow copy moves at optimizer step `step` of `total`."""
@@ -43,6 +44,7 @@ class Lookahead(Callback):
         return {k: v for k, v in pl_module.net.state_dict().items() if v.dtype in (torch.half, torch.bfloat16, torch.float)}
 
     def on_train_start(self, trainer, pl_module) -> None:
+        self._total = int(trainer.estimated_stepping_batches)  # read once: Lightning recomputes it per call
         if self.slow is None:  # a fresh run (a resumed one has its slow copy from the checkpoint)
             self.slow = {k: v.detach().clone() for k, v in self._tensors(pl_module).items()}
         else:
@@ -56,7 +58,7 @@ class Lookahead(Callback):
             fast.copy_(slow)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step, total = trainer.global_step, int(trainer.estimated_stepping_batches)
+        step, total = trainer.global_step, self._total
         if step == 0 or step == self._last_step:  # no optimizer step this batch (accumulating)
             return
         self._last_step = step
