@@ -320,3 +320,16 @@ def test_a_study_run_without_its_test_still_reports(digits, tmp_path):
                  "--run.test", "false"]) == 0
     groups = read_csv(out / "report" / "groups.csv")
     assert [g["finished"] for g in groups] == ["1", "1"] and all(not g["test_acc_mean"] for g in groups)
+
+
+def test_parallel_trials_take_the_least_busy_device_never_doubling_up_while_one_is_free():
+    """With two GPUs and trial 1 (device 0) finished while trial 2 still runs on device 1,
+    trial 3 goes to device 0 (it went to device 1, by a count of running trials)."""
+    from lit_opt.studies.parallel import least_busy
+
+    devices = ["0", "1"]
+    assert least_busy(devices, []) == "0"
+    assert least_busy(devices, ["0"]) == "1"
+    assert least_busy(devices, ["1"]) == "0"  # device 0's trial finished, device 1's still runs
+    assert least_busy(devices, ["0", "1"]) == "0"  # --jobs above the device count: shared in turn
+    assert least_busy(["2", "5"], ["2", "2", "5"]) == "5"

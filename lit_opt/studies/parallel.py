@@ -56,17 +56,18 @@ def run_parallel(study, trials: list[tuple], jobs: int, log: Callable = print) -
                 # default): measured on 2 cores, two spinning trials took 91 s each against 10-17 s
                 # passive (docs/performance.md). How threads wait changes no result.
                 env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-                if devices:
-                    env["CUDA_VISIBLE_DEVICES"] = devices[len(running) % len(devices)]
+                device = least_busy(devices, [d for *_, d in running.values()]) if devices else None
+                if device is not None:
+                    env["CUDA_VISIBLE_DEVICES"] = device
                 argv = [sys.executable, "-m", "lit_opt", "fit", *args, *(["--ckpt_path", ckpt] if ckpt else [])]
                 out = open(logs / f"{trial.name}.log", "a")
                 proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)
-                running[proc] = (trial, out, time.perf_counter())
+                running[proc] = (trial, out, time.perf_counter(), device)
                 log(f"{trial.name}: started (log: {logs / f'{trial.name}.log'})")
             time.sleep(POLL_SECONDS)
             for proc in [p for p in running if p.poll() is not None]:
-                trial, out, t0 = running.pop(proc)
+                trial, out, t0, _ = running.pop(proc)
                 out.close()
                 outcome = _outcome(study, trial, proc.returncode, time.perf_counter() - t0, log)
                 if outcome == "failed":
@@ -79,7 +80,7 @@ def run_parallel(study, trials: list[tuple], jobs: int, log: Callable = print) -
     except (KeyboardInterrupt, Terminated) as exc:
         stop_signal = signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
         _pass_on(running, stop_signal)
-        for proc, (trial, out, t0) in running.items():
+        for proc, (trial, out, t0, _) in running.items():
             proc.wait()
             out.close()
         running.clear()
@@ -123,6 +124,12 @@ def _pass_on(running: dict, sig: int) -> None:
                 os.kill(proc.pid, sig)
             except ProcessLookupError:
                 pass
+
+
+def least_busy(devices: list[str], in_use: list[str]) -> str:
+    """The device running the fewest trials (the first of them): a finished trial's device
+    goes to the next trial, never a second trial onto a busy one while another is free."""
+    return min(devices, key=in_use.count)
 
 
 def _cuda_devices() -> Optional[list[str]]:
