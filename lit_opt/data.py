@@ -328,6 +328,10 @@ class ClassificationDataModule(L.LightningDataModule):
         # Every rank must draw the same permutation: the seed comes from the config, not the rank.
         seed = self.shuffle_seed if self.shuffle_seed is not None else torch.initial_seed() % 2**31
         epoch_fn = self._current_epoch if self.trainer is not None else None
+        size = min(self.train_set[0].shape[-2:])
+        if self.augment and self.augmentation.pad_mode == "reflect" and self.augmentation.translate >= size:
+            raise ConfigError(f"data.augment_args.translate ({self.augmentation.translate}) with reflect padding "
+                              f"must be smaller than the images ({size} pixels); use a smaller shift or zeros")
         batches = ShuffledBatches(*self.train_set, self.batch_size, seed, self.augment, epoch_fn, **self._shard(),
                                   augmentation=self.augmentation, drop_last=self.drop_last)
         if self._restored_batches is not None:  # a resumed run: continue where the checkpoint was

@@ -266,3 +266,20 @@ def test_drop_last_serves_full_batches_only():
     full = ShuffledBatches(images, labels, 32, seed=0, drop_last=True)
     assert len(full) == 2 and [len(y) for _, y in full] == [32, 32]
     assert [len(y) for _, y in ShuffledBatches(images, labels, 32, seed=0)] == [32, 32, 6]
+
+
+def test_augment_args_are_checked_naming_the_option_and_what_is_allowed(tmp_path):
+    from lit_opt.data import ClassificationDataModule
+    from lit_opt.errors import ConfigError
+
+    for args, message in (({"flip": "sometimes"}, "flip must be one of random, alternate, none"),
+                          ({"pad_mode": "wrap"}, "pad_mode must be one of zeros, reflect"),
+                          ({"translate": -1}, "translate must be an integer >= 0"),
+                          ({"shift": 2}, "has no option 'shift'")):
+        with pytest.raises(ConfigError, match=message):
+            ClassificationDataModule("cifar10", data_dir=str(tmp_path), augment_args=args)
+    dm = ClassificationDataModule("cifar10", data_dir=str(tmp_path), augment=True, batch_size=4,
+                                  augment_args={"translate": 40, "pad_mode": "reflect"})
+    dm.train_set = (torch.zeros(8, 3, 32, 32, dtype=torch.uint8), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(ConfigError, match="must be smaller than the images"):
+        dm.train_dataloader()

@@ -48,7 +48,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"  # 6 significant digits: shown when they are the exact value
+        return short if float(short) == value else repr(value)  # else every digit, never a rounded value
     if isinstance(value, (list, tuple)):
         return ", ".join(format_value(v) for v in value)
     return str(value)
