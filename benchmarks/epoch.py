@@ -12,6 +12,8 @@ tutorial torchvision pipeline, on the same MNIST training images, in one process
     (b), contiguous like (a): Lightning's own per-step cost (for the MLP, the floor under (b)).
 Batch 100, SGD lr 0.1, the same net and thread count for all four, run alternately.
 (b) keeps lit_opt's progress bar on, as users run it (--no-progress-bar turns it off).
+`--device cuda`: (a) with the whole set on the device, (b) and (d) on the GPU (lit_opt keeps the
+set on the device itself, data.on_device); (c) is skipped there (a CPU loader by design).
 """
 
 from __future__ import annotations
@@ -48,11 +50,18 @@ NET_ARGS = {"mlp": "{hidden: deep}", "lenet5": "{}"}
 NET_KWARGS = {"mlp": {"hidden": "deep"}, "lenet5": {}}
 
 
-def plain_epoch(net_name: str, images, labels, mean, std) -> float:
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_epoch(net_name: str, images, labels, mean, std, device: str = "cpu") -> float:
     torch.manual_seed(0)
-    net = nets.build(net_name, (1, 28, 28), 10, **NET_KWARGS[net_name])
+    net = nets.build(net_name, (1, 28, 28), 10, **NET_KWARGS[net_name]).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    perm = torch.randperm(len(labels))
+    images, labels = images.to(device), labels.to(device)
+    perm = torch.randperm(len(labels)).to(device)
+    _sync(device)
     start = time.perf_counter()
     for i in range(0, len(labels), 100):
         idx = perm[i:i + 100]
@@ -61,6 +70,7 @@ def plain_epoch(net_name: str, images, labels, mean, std) -> float:
         opt.zero_grad()
         loss.backward()
         opt.step()
+    _sync(device)
     return time.perf_counter() - start
 
 
@@ -84,7 +94,7 @@ def tutorial_epoch(net_name: str, data_dir: str) -> float:
     return time.perf_counter() - start
 
 
-def bare_lightning_epochs(net_name: str, dm: ClassificationDataModule, epochs: int) -> list[float]:
+def bare_lightning_epochs(net_name: str, dm: ClassificationDataModule, epochs: int, device: str = "cpu") -> list[float]:
     import lightning as L
 
     class Bare(L.LightningModule):
@@ -104,13 +114,15 @@ def bare_lightning_epochs(net_name: str, dm: ClassificationDataModule, epochs: i
             self.times: list[float] = []
 
         def on_train_epoch_start(self, *args):
+            _sync(device)
             self.start = time.perf_counter()
 
         def on_train_epoch_end(self, *args):
+            _sync(device)
             self.times.append(time.perf_counter() - self.start)
 
     clock = Clock()
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+    trainer = L.Trainer(max_epochs=epochs, accelerator=device, devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0,
                         limit_val_batches=0, callbacks=[clock])
     torch.manual_seed(0)
@@ -118,14 +130,14 @@ def bare_lightning_epochs(net_name: str, dm: ClassificationDataModule, epochs: i
     return clock.times[1:]
 
 
-def lit_opt_epochs(net_name: str, data_dir: str, epochs: int, extra: list[str]) -> list[float]:
+def lit_opt_epochs(net_name: str, data_dir: str, epochs: int, extra: list[str], device: str = "cpu") -> list[float]:
     # The progress bar and the run's summary are drawn but not shown (the table is the output).
     with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as sink, \
             contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         code = lit_opt_main(["fit", "--data.data_dir", data_dir, "--data.batch_size", "100",
                              "--model.net", net_name, "--model.net_args", NET_ARGS[net_name],
                              "--model.optimizer", "sgd", "--model.lr", "0.1",
-                             "--trainer.max_epochs", str(epochs), "--trainer.accelerator", "cpu",
+                             "--trainer.max_epochs", str(epochs), "--trainer.accelerator", device,
                              "--run.test", "false", "--run.root", tmp, *extra])
         assert code == 0
         run = next(Path(tmp).iterdir())
@@ -144,6 +156,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-progress-bar", action="store_true", help="turn lit_opt's progress bar off")
     parser.add_argument("--checkout", type=Path, default=None, help="measure the lit_opt in this folder")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--only", nargs="+", choices="abcd", default=list("abcd"),
                         help="run only these paths (b/d needs b and d)")
     args = parser.parse_args()
@@ -156,19 +169,19 @@ def main() -> None:
     extra = ["--trainer.enable_progress_bar", "false"] if args.no_progress_bar else []
 
     ratios = []
-    print(f"torch {torch.__version__}, {args.threads} threads, {len(labels)} images, batch 100")
+    print(f"torch {torch.__version__}, {args.device}, {args.threads} threads, {len(labels)} images, batch 100")
     print(f"{'net':<8} {'path':<16} seconds per epoch")
     for net_name in args.nets:
         plain, lit, tutorial, bare = [], [], [], []
         for _ in range(args.repeats):
             if "a" in args.only:
-                plain.append(plain_epoch(net_name, images, labels, dm.info["mean"], dm.info["std"]))
+                plain.append(plain_epoch(net_name, images, labels, dm.info["mean"], dm.info["std"], args.device))
             if "b" in args.only:
-                lit += lit_opt_epochs(net_name, data_dir, 3, extra)
-            if "c" in args.only:
+                lit += lit_opt_epochs(net_name, data_dir, 3, extra, args.device)
+            if "c" in args.only and args.device == "cpu":
                 tutorial.append(tutorial_epoch(net_name, data_dir))
             if "d" in args.only:
-                bare += bare_lightning_epochs(net_name, dm, 3)
+                bare += bare_lightning_epochs(net_name, dm, 3, args.device)
         for label, xs in (("(a) plain", plain), ("(b) lit_opt", lit), ("(c) tutorial", tutorial),
                           ("(d) bare Lightning", bare)):
             if xs:
