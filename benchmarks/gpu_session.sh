@@ -27,11 +27,11 @@ step data 120 bash -c "mkdir -p $DATA/MNIST/raw && for f in .gpu/MNIST/raw/*.gz;
 export LIT_OPT_DATA=$DATA
 $PY -c "import torch; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" > "$OUT/device.log" 2>&1
 if [ "${QUICK:-0}" = 1 ]; then  # a check of this script: seconds, not measurements
-    step anchors 600 $PY benchmarks/anchors.py --device "$DEVICE" --rounds 1 --train-size 2048 --test-size 500 --epochs 1
+    step anchors 600 $PY benchmarks/anchor_speed.py --device "$DEVICE" --rounds 1 --train-size 2048 --test-size 500 --epochs 1
     step epoch 300 $PY benchmarks/epoch.py --device "$DEVICE" --nets mlp --repeats 1 --only a d
 else
     # Decoding the CIFAR-10 JPEGs (about 21 s) happens once, before anything is timed.
-    step anchors 420 $PY benchmarks/anchors.py --device "$DEVICE" --rounds 5
+    step anchors 420 $PY benchmarks/anchor_speed.py --device "$DEVICE" --rounds 5
     step epoch 240 $PY benchmarks/epoch.py --device "$DEVICE" --repeats 3 --only a b d
 fi
 grep -h "lit_opt/anchor\|ratios:" "$OUT"/*.log | tee "$OUT/summary.txt"

@@ -10,7 +10,7 @@ seed, the epoch and the batch's position (a resumed run sees what it would have 
                consecutive epochs); "none"
 
 The default (translate 4, zeros, random) is the CIFAR recipe every earlier run used, drawn
-with the same random numbers as before (lit_opt.data.random_crop_flip).
+from the same random numbers in the same order, so those runs resume and repeat unchanged.
 """
 
 from __future__ import annotations
@@ -47,10 +47,6 @@ class Augmentation:
         if made.flip not in FLIPS:
             raise ConfigError(f"data.augment_args.flip must be one of {', '.join(FLIPS)}, got {made.flip!r}")
         return made
-
-    @property
-    def is_default(self) -> bool:
-        return self == Augmentation()
 
     def flip_bits(self, n: int, seed: int) -> Optional[torch.Tensor]:
         """For "alternate": which images are flipped in even epochs (one draw per run)."""

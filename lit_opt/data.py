@@ -22,7 +22,6 @@ from typing import Callable, Iterator, Optional
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from lit_opt.augment import Augmentation
 from lit_opt.datasets import (
@@ -43,24 +42,6 @@ def _mix(*numbers: int) -> int:
     for n in numbers:
         h = (h * 1_000_003 + int(n) + 1) % (2**63 - 1)
     return h
-
-
-def random_crop_flip(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop after zero-padding by `pad`, and random horizontal flip, for a whole batch.
-
-    images: (N, C, H, W) of any dtype; returns the same shape and dtype.
-    """
-    n, c, h, w = images.shape
-    dev = images.device  # the random numbers come from a CPU generator: the same crops on any device
-    padded = F.pad(images, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
-    rows = (oy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (N, 1, H, 1)
-    cols = (ox[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (N, 1, 1, W)
-    out = padded[torch.arange(n, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
-                 rows, cols]
-    flip = (torch.rand(n, generator=generator) < 0.5).to(dev)[:, None, None, None]
-    return torch.where(flip, out.flip(-1), out)
 
 
 def normalize(images: torch.Tensor, mean, std) -> torch.Tensor:
@@ -159,11 +140,8 @@ class ShuffledBatches:
             images = self.images.index_select(0, idx)
             if self.augment:
                 generator = torch.Generator().manual_seed(_mix(self.seed, epoch, self.pos))
-                if self.augmentation.is_default:  # the same random numbers as every run before the options
-                    images = random_crop_flip(images, 4, generator)
-                else:
-                    bits = self._flip_bits.index_select(0, idx.cpu()) if self._flip_bits is not None else None
-                    images = self.augmentation.apply(images, generator, epoch, bits)
+                bits = self._flip_bits.index_select(0, idx.cpu()) if self._flip_bits is not None else None
+                images = self.augmentation.apply(images, generator, epoch, bits)
             self.pos += 1
             self.last_indices = idx
             yield images, self.labels.index_select(0, idx)

@@ -22,9 +22,9 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from lit_opt.callbacks import ThrottledProgressBar
 from lit_opt.data import ClassificationDataModule
+from lit_opt.diagnostics.layer_updates import EVERY, HISTOGRAMS_EVERY
 from lit_opt.errors import ConfigError
 from lit_opt.internals import skip_unused_hooks
-from lit_opt.diagnostics.layer_updates import EVERY, HISTOGRAMS_EVERY
 from lit_opt.module import ClassifierModule
 from lit_opt.runs import (
     DEFAULT_ROOT,

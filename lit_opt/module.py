@@ -45,7 +45,7 @@ class ClassifierModule(L.LightningModule):
     """Image classifier for studying optimizers and regularization.
 
     Args:
-        net: linear, mlp, dense784, lenet5, fast_cnn or cifar_resnet.
+        net: linear, mlp, dense784, lenet5, fast_cnn, cifar_resnet or airbench.
         net_args: the net's own options, e.g. {"hidden": [100, 100]} or {"pool": "avg"}.
         optimizer: a name from lit_opt.optim.names() (gd, sgd, momentum, nesterov, adam, ...).
         lr: learning rate; None: the optimizer's default.
@@ -57,9 +57,10 @@ class ClassifierModule(L.LightningModule):
         dropout: probability of dropout before each dense layer of the net.
         label_smoothing: cross-entropy label smoothing for training (validation/test use plain CE).
         early_stopping: stop after this many epochs without a better val/acc; None: never.
-        scheduler: constant, step, cosine or onecycle.
+        scheduler: constant, step, cosine, onecycle or warmup_linear.
         scheduler_args: the scheduler's options (step: step_size, gamma; cosine: eta_min;
-            onecycle: pct_start, cycle_momentum, div_factor, final_div_factor).
+            onecycle: pct_start, cycle_momentum, div_factor, final_div_factor; warmup_linear:
+            warmup, start_factor, end_factor).
         data_info: dataset name, input shape, class names and normalization statistics
             (linked from the data module by the CLI; recorded in the checkpoint).
         channels_last: store conv weights and inputs channels-last (NHWC), the layout fast

@@ -134,20 +134,21 @@ def airbench(input_shape, num_classes, widths: Union[str, Sequence[int]] = "64, 
         raise ConfigError(f"model.net_args.widths: airbench has three blocks, got {widths}")
     if not 0.0 < bn_momentum <= 1.0:
         raise ConfigError(f"model.net_args.bn_momentum must be in (0, 1], got {bn_momentum}")
-    c = input_shape[0]
+    whitening = Whitening(input_shape[0], kernel_size=2, bias_epochs=whiten_bias_epochs)
     net = nn.Sequential(
-        Whitening(c, kernel_size=2, bias_epochs=whiten_bias_epochs), nn.GELU(),
-        _AirbenchBlock(2 * c * 4, widths[0], bn_momentum), _AirbenchBlock(widths[0], widths[1], bn_momentum),
+        whitening, nn.GELU(),
+        _AirbenchBlock(whitening.out_channels, widths[0], bn_momentum),
+        _AirbenchBlock(widths[0], widths[1], bn_momentum),
         _AirbenchBlock(widths[1], widths[2], bn_momentum), nn.MaxPool2d(3), nn.Flatten(),
         *([nn.Dropout(dropout)] if dropout > 0 else []), nn.Linear(widths[2], num_classes, bias=False),
         Scale(logit_scale))
-    with torch.no_grad():
-        out = net.eval()(torch.zeros(1, *input_shape))
-    net.train()
-    if out.shape != (1, num_classes):
-        raise ConfigError(f"airbench needs 32x32 images (after three pools and a pool of 3, one pixel "
-                          f"is left), got {tuple(input_shape)}")
-    return net
+    try:  # three pools of 2 and one of 3 must leave one pixel (32x32 and 28x28 do)
+        with torch.no_grad():
+            net.eval()(torch.zeros(1, *input_shape))
+    except RuntimeError:
+        raise ConfigError(f"airbench is made for 32x32 images (three pools of 2 and one of 3 leave one "
+                          f"pixel); it cannot take {tuple(input_shape)}") from None
+    return net.train()
 
 
 def _int_list(value: Union[str, Sequence[int]], name: str) -> list[int]:

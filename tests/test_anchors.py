@@ -1,13 +1,11 @@
 """lit_opt's anchor configs compute what the plain-PyTorch anchor scripts compute: given the
 same initial weights and the same batches, in float32 on the CPU, the losses of every step
-agree within 1e-4. The speed of the two is compared on a GPU by benchmarks/anchors.py; this
+agree within 1e-4. The speed of the two is compared on a GPU by benchmarks/anchor_speed.py; this
 checks that the comparison is of the same recipe."""
 
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,14 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = 20
 
 
-def _anchor(name: str):
-    spec = importlib.util.spec_from_file_location(f"anchor_{name}", ROOT / "benchmarks" / "anchors" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[f"anchor_{name}"] = module  # (dataclasses look their module up)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_mnist_fast_config_computes_the_anchor_scripts_losses(real_data, tmp_path):
     """20 steps of batch 256 (5,120 MNIST images, one epoch, so that the one-cycle schedule
     spans the same 20 steps in both): lit_opt's steps.csv against the anchor's loop, started
@@ -33,7 +23,7 @@ def test_mnist_fast_config_computes_the_anchor_scripts_losses(real_data, tmp_pat
     from lit_opt.data import ClassificationDataModule
     from lit_opt.jobs import prepare_fit
 
-    anchor = _anchor("train_mnist_fast")
+    from benchmarks.anchors import train_mnist_fast as anchor
     config = yaml.safe_load((ROOT / "configs/anchors/mnist_fast.yaml").read_text())
     config["data"].update(data_dir=str(real_data), train_size=STEPS * anchor.BATCH_SIZE, shuffle_seed=7)
     config["run"] = {"root": str(tmp_path), "test": False}
@@ -139,7 +129,7 @@ def test_airbench94_config_computes_the_anchor_scripts_losses(tmp_path, monkeypa
     from lit_opt.data import ClassificationDataModule
     from lit_opt.jobs import prepare_fit
 
-    anchor = _anchor("airbench94")
+    from benchmarks.anchors import airbench94 as anchor
     batch = 32
     recipe = anchor.Recipe(batch_size=batch, widths=(8, 16, 16), whiten_bias_epochs=1)
     _small_cifar(tmp_path / "data", monkeypatch)
@@ -222,7 +212,7 @@ def test_test_time_augmentation_averages_the_anchors_views():
     from lit_opt import nets
     from lit_opt.tta import tta_logits
 
-    anchor = _anchor("airbench94")
+    from benchmarks.anchors import airbench94 as anchor
     torch.manual_seed(0)
     net = nets.build("airbench", (3, 32, 32), 10, widths=[8, 16, 16]).eval()
     x = torch.randn(6, 3, 32, 32)
@@ -283,3 +273,12 @@ def test_augment_args_are_checked_naming_the_option_and_what_is_allowed(tmp_path
     dm.train_set = (torch.zeros(8, 3, 32, 32, dtype=torch.uint8), torch.zeros(8, dtype=torch.long))
     with pytest.raises(ConfigError, match="must be smaller than the images"):
         dm.train_dataloader()
+
+
+def test_airbench_refuses_images_its_pools_cannot_take():
+    from lit_opt import nets
+    from lit_opt.errors import ConfigError
+
+    assert nets.build("airbench", (1, 28, 28), 10) is not None  # 28x28 leaves one pixel too
+    with pytest.raises(ConfigError, match=r"made for 32x32 images.*\(3, 64, 64\)"):
+        nets.build("airbench", (3, 64, 64), 10)

@@ -18,7 +18,8 @@ import torchvision.datasets as tvd
 from PIL import Image
 
 from lit_opt import nets
-from lit_opt.data import ClassificationDataModule, ShuffledBatches, random_crop_flip
+from lit_opt.augment import Augmentation
+from lit_opt.data import ClassificationDataModule, ShuffledBatches
 from lit_opt.datasets import CIFAR100_CLASSES, CIFAR10_CLASSES, FASHION_CLASSES
 from lit_opt.errors import ConfigError, DataNotFoundError
 from tests.conftest import quiet_trainer
@@ -168,10 +169,10 @@ def test_batcher_resumes_mid_epoch_with_the_batches_not_yet_seen():
     assert all(torch.equal(a, b) for a, b in zip(served, reference))
 
 
-def test_random_crop_flip_takes_a_window_of_the_zero_padded_image():
+def test_the_default_augmentation_takes_a_window_of_the_zero_padded_image():
     g = torch.Generator().manual_seed(0)
     images = torch.randint(1, 256, (64, 3, 8, 8), dtype=torch.uint8)  # no zeros: padding shows
-    out = random_crop_flip(images, 4, g)
+    out = Augmentation().apply(images, g, epoch=0, flip_bits=None)
     assert out.shape == images.shape and out.dtype == images.dtype
     padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
     flipped_some = False

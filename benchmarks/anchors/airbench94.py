@@ -1,7 +1,7 @@
 """The anchor for CIFAR-10: airbench94 by Keller Jordan (KellerJordan/cifar10-airbench,
 `legacy/airbench94.py`, the uncompiled variant; MIT licence; 94.01% mean test accuracy in
 3.83 s on an A100 in its author's runs), re-typed as a plain PyTorch script. lit_opt's
-`configs/anchors/airbench94.yaml` states the same recipe; `benchmarks/anchors.py` times the
+`configs/anchors/airbench94.yaml` states the same recipe; `benchmarks/anchor_speed.py` times the
 two side by side, and tests/test_anchors.py checks that they compute the same losses.
 
 The recipe, as airbench94 runs it:

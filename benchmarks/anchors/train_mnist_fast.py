@@ -1,7 +1,7 @@
 """The anchor for MNIST: the final recipe of tuomaso/train_mnist_fast (notebook
 `8_Final_00s76.ipynb`, MIT licence, https://github.com/tuomaso/train_mnist_fast), re-typed as
 a plain PyTorch script. lit_opt's `configs/anchors/mnist_fast.yaml` states the same recipe;
-`benchmarks/anchors.py` times the two side by side, and tests/test_anchors.py checks that they
+`benchmarks/anchor_speed.py` times the two side by side, and tests/test_anchors.py checks that they
 compute the same losses.
 
 The recipe, as the notebook runs it:

@@ -1,7 +1,7 @@
 """Same recipe, same speed: each anchor script (benchmarks/anchors/) against the lit_opt config
 that states its recipe (configs/anchors/), on one device, in one process, timed the same way.
 
-    LIT_OPT_DATA=../shared/datasets python benchmarks/anchors.py [--device cuda] [--rounds 5]
+    LIT_OPT_DATA=../shared/datasets python benchmarks/anchor_speed.py [--device cuda] [--rounds 5]
 
 Both sides are timed from just before the first training batch to just after the last
 optimizer step, the device synchronised at both ends; data loading and moving, start-up,
@@ -20,7 +20,6 @@ first N test images, `--epochs E` shortens airbench's 9.9 (quick checks of this 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -35,14 +34,6 @@ from lightning.pytorch.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def _anchor(name: str):
-    spec = importlib.util.spec_from_file_location(f"anchor_{name}", ROOT / "benchmarks" / "anchors" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[f"anchor_{name}"] = module  # (dataclasses look their module up)
-    spec.loader.exec_module(module)
-    return module
 
 
 class FirstToLastStep(Callback):
@@ -87,7 +78,7 @@ def lit_opt_run(config_path: Path, data_dir: str, device: str, seed: int, train_
 
 
 def mnist(args, data_dir: str) -> dict[str, list]:
-    anchor = _anchor("train_mnist_fast")
+    from benchmarks.anchors import train_mnist_fast as anchor
     device = torch.device(args.device)
     images, labels, test_images, test_labels = anchor.load(data_dir, device, seed=0)
     if args.train_size:
@@ -116,7 +107,7 @@ def _alternate(rounds: int, runs: dict) -> dict[str, list]:
 
 
 def cifar10(args, data_dir: str) -> dict[str, list]:
-    anchor = _anchor("airbench94")
+    from benchmarks.anchors import airbench94 as anchor
     device = torch.device(args.device)
     archive = os.path.join(data_dir, "cifar10-jpg.tar.gz")
     dtype = torch.float16 if device.type == "cuda" else torch.float32
